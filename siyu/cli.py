@@ -1,0 +1,295 @@
+"""The `siyu` command line (Typer + Rich)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+from sqlalchemy import Engine
+
+from siyu import migrate
+from siyu.config import Settings, load_settings
+from siyu.customers import service as customer_service
+from siyu.db import make_engine
+from siyu.identity import service as identity_service
+from siyu.identity.normalize import InvalidIdentifier, parse_key
+from siyu.imports import service as import_service
+from siyu.imports.reader import FileUnreadable
+from siyu.orgs import service as org_service
+
+app = typer.Typer(
+    help="Siyu (私域): one owned customer base for a consumer brand.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+customer_app = typer.Typer(help="Look up unified customers.", no_args_is_help=True)
+identity_app = typer.Typer(
+    help="Identity resolution: quarantine, unmerge, relink.", no_args_is_help=True
+)
+app.add_typer(customer_app, name="customer")
+app.add_typer(identity_app, name="identity")
+console = Console()
+err = Console(stderr=True)
+
+
+class State:
+    data_dir: Path | None = None
+
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (default ./siyu-data).")
+]
+
+
+@app.callback()
+def main(data_dir: DataDir = None) -> None:
+    State.data_dir = data_dir
+
+
+def _settings() -> Settings:
+    return load_settings(data_dir=State.data_dir)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=2)
+
+
+def _ready(settings: Settings) -> tuple[Engine, int]:
+    """An engine on an up-to-date schema and the configured brand's id."""
+    engine = make_engine(settings)
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        brand_id = org_service.get_or_create_brand(
+            conn, code=settings.brand_code, name=settings.brand_name, timezone=settings.timezone
+        )
+    return engine, brand_id
+
+
+@app.command()
+def init() -> None:
+    """Create the database (or upgrade it) and the brand."""
+    settings = _settings()
+    engine, _ = _ready(settings)
+    console.print(
+        f"Database ready at schema {migrate.current_revision(engine)}: "
+        f"{engine.url.render_as_string(hide_password=True)}"
+    )
+
+
+@app.command(name="migrate")
+def migrate_cmd() -> None:
+    """Upgrade the database schema to the newest version."""
+    settings = _settings()
+    engine = make_engine(settings)
+    before = migrate.current_revision(engine)
+    migrate.upgrade(engine)
+    after = migrate.current_revision(engine)
+    console.print(
+        "Schema already current." if before == after else f"Schema upgraded {before} → {after}."
+    )
+
+
+@app.command(name="import")
+def import_cmd(
+    directory: Annotated[
+        Path, typer.Argument(help="Directory of interchange files (DATA_FORMAT.md).")
+    ],
+) -> None:
+    """Import a directory in the interchange format v1: idempotent and incremental."""
+    settings = _settings()
+    engine, brand_id = _ready(settings)
+    summary = run_import(engine, brand_id, settings, directory)
+    if summary.failed_files:
+        raise typer.Exit(code=1)
+
+
+def run_import(
+    engine: Engine, brand_id: int, settings: Settings, directory: Path
+) -> import_service.ImportSummary:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    started = time.perf_counter()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("starting", total=None)
+
+        def hook(file: str, stage: str) -> None:
+            progress.update(task, description=f"{file}: {stage}")
+
+        try:
+            summary = import_service.import_directory(
+                engine,
+                directory,
+                brand_id=brand_id,
+                timezone=settings.timezone,
+                k_guard=settings.k_guard,
+                report_dir=settings.data_dir / "import-reports",
+                progress=hook,
+            )
+        except (import_service.ImportRefused, FileUnreadable) as e:
+            raise _fail(str(e)) from None
+    print_summary(summary, time.perf_counter() - started)
+    return summary
+
+
+def print_summary(summary: import_service.ImportSummary, seconds: float) -> None:
+    table = Table(title="Import summary 导入汇总")
+    for col in ("file", "read", "inserted", "updated", "unchanged", "rejected"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    for f in summary.files:
+        if f.error:
+            table.add_row(f.file, "—", "—", "—", "—", "[red]file refused[/red]")
+            continue
+        rejected = str(f.rejected) + (f" (+{f.values_dropped} values)" if f.values_dropped else "")
+        table.add_row(
+            f.file, str(f.read), str(f.inserted), str(f.updated), str(f.unchanged), rejected
+        )
+    console.print(table)
+    for f in summary.failed_files:
+        err.print(f"[red]refused:[/red] {f.error}")
+    if summary.identity:
+        i = summary.identity
+        console.print(
+            f"Identity 身份识别: {i.records} records → {i.customers} customers; "
+            f"{i.created} created, {i.merged} merged, {i.split} split; "
+            f"{i.quarantined} identifiers quarantined."
+        )
+    if summary.inserted == 0 and summary.updated == 0:
+        console.print("Nothing changed: every row was already stored.")
+    if summary.reject_report:
+        console.print(f"Rejects written to {summary.reject_report}")
+    console.print(f"Done in {seconds:.1f} s.")
+
+
+@customer_app.command("show")
+def customer_show(
+    key: Annotated[str, typer.Argument(help="Customer id or type:value, e.g. phone:13800138000")],
+) -> None:
+    """A customer's identities, why they are one customer, connections and order totals."""
+    settings = _settings()
+    engine, brand_id = _ready(settings)
+    with engine.connect() as conn:
+        try:
+            cid, asked = customer_service.resolve_key_or_raise(conn, brand_id=brand_id, key=key)
+        except customer_service.CustomerNotFound as e:
+            raise _fail(str(e)) from None
+        view = customer_service.get_view(conn, brand_id=brand_id, customer_id=cid)
+    if asked:
+        console.print(f"[yellow]Customer {asked} was merged into {cid}.[/yellow]")
+    profile = " · ".join(x for x in (view.name, view.gender, view.city) if x)
+    console.print(f"[bold]Customer 顾客 {view.id}[/bold]  {profile}")
+    ids = Table(title="Identities 身份")
+    for col in ("record", "source", "identifiers"):
+        ids.add_column(col)
+    for rec in view.records:
+        ids.add_row(
+            rec.key,
+            rec.source,
+            ", ".join(
+                f"{t}:{v}" + ("" if s == "linked" else f" [dim]({s})[/dim]")
+                for t, v, s in rec.identifiers
+            ),
+        )
+    console.print(ids)
+    keys = {r.id: f"{r.key} ({r.source})" for r in view.records}
+    tree = Tree(
+        f"Why one customer 合并依据: {keys[view.records[0].id]}" if view.records else "no records"
+    )
+    nodes = {view.records[0].id: tree} if view.records else {}
+    for link in view.links:
+        nodes[link.to] = nodes[link.frm].add(f"{keys[link.to]}  via [cyan]{link.via}[/cyan]")
+    console.print(tree)
+    for ty, val, why in view.not_merging:
+        console.print(f"  [dim]{ty}:{val} did not merge — {why}[/dim]")
+    conns = Table(title="Connections 连接")
+    for col in ("kind", "staff", "group", "channel", "created_at", "ended_at"):
+        conns.add_column(col)
+    for c in view.connections:
+        conns.add_row(
+            *(
+                str(c[k] or "")
+                for k in ("kind", "staff", "grp", "channel", "created_at", "ended_at")
+            )
+        )
+    console.print(conns)
+    o = view.orders
+    console.print(
+        f"Orders 订单: {o.orders} ({o.paid_orders} paid), GMV ¥{o.gmv_fen / 100:,.2f}, "
+        f"net ¥{o.net_fen / 100:,.2f}, first {o.first_at or '—'}, last {o.last_at or '—'}"
+    )
+
+
+@identity_app.command("quarantined")
+def identity_quarantined() -> None:
+    """Identifier values the K-guard quarantined, with record counts per source."""
+    settings = _settings()
+    engine, brand_id = _ready(settings)
+    with engine.connect() as conn:
+        rows = identity_service.quarantined(conn, brand_id=brand_id)
+    if not rows:
+        console.print("No quarantined identifiers.")
+        return
+    table = Table(
+        title=f"Quarantined identifiers 隔离标识 (> {settings.k_guard} records of one source)"
+    )
+    for col in ("identifier", "source", "records"):
+        table.add_column(col, justify="right" if col == "records" else "left")
+    for r in rows:
+        table.add_row(f"{r.id_type}:{r.value}", r.source, str(r.record_count))
+    console.print(table)
+
+
+Identifier = Annotated[str, typer.Option("--identifier", help="The link, as type:value.")]
+
+
+def _identity_change(key: str, identifier: str, undo: bool) -> None:
+    settings = _settings()
+    engine, brand_id = _ready(settings)
+    try:
+        id_type, value = parse_key(identifier)
+        with engine.connect() as conn:
+            before, _ = customer_service.resolve_key_or_raise(conn, brand_id=brand_id, key=key)
+        change = identity_service.relink if undo else identity_service.unmerge
+        result = change(
+            engine, brand_id=brand_id, id_type=id_type, value=value, k_guard=settings.k_guard
+        )
+    except (
+        InvalidIdentifier,
+        identity_service.IdentityError,
+        customer_service.CustomerNotFound,
+    ) as e:
+        raise _fail(str(e)) from None
+    if undo:
+        console.print(f"Relinked {id_type}:{value}: {result.merged} customers merged back.")
+    else:
+        console.print(
+            f"Unmerged {id_type}:{value} from customer {before}: "
+            f"{result.split} customers split off."
+        )
+
+
+@identity_app.command("unmerge")
+def identity_unmerge(
+    key: Annotated[str, typer.Argument(help="Customer id or type:value.")], identifier: Identifier
+) -> None:
+    """Remove one link: the customer splits into the parts that remain connected."""
+    _identity_change(key, identifier, undo=False)
+
+
+@identity_app.command("relink")
+def identity_relink(
+    key: Annotated[str, typer.Argument(help="Customer id or type:value.")], identifier: Identifier
+) -> None:
+    """Undo an unmerge: the identifier links records again."""
+    _identity_change(key, identifier, undo=True)

@@ -1,0 +1,84 @@
+"""Settings: `SIYU_*` environment variables, then a `siyu.toml` in the data directory.
+
+Embedded by default (ARCHITECTURE.md principle 2): a SQLite file for operational state and a
+DuckDB file for analytics, both inside the data directory. `SIYU_DATABASE_URL` switches the
+operational store to PostgreSQL with no other change.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_DATA_DIR = Path("siyu-data")
+
+
+def _toml_path() -> Path:
+    data_dir = Path(os.environ.get("SIYU_DATA_DIR", DEFAULT_DATA_DIR))
+    return data_dir / "siyu.toml"
+
+
+class Settings(BaseSettings):
+    """Everything configurable; every field can be set as `SIYU_<NAME>` or in siyu.toml."""
+
+    model_config = SettingsConfigDict(env_prefix="SIYU_", extra="ignore")
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the operational store; default: SQLite file in data_dir.",
+    )
+    warehouse_path: Path | None = Field(
+        default=None, description="DuckDB file for analytics; default: data_dir/warehouse.duckdb."
+    )
+    brand_code: str = "default"
+    brand_name: str = "Default brand"
+    timezone: str = "Asia/Shanghai"
+    # SPEC §4: an identifier value carried by more than K records of one source merges nothing.
+    k_guard: int = 5
+    encryption_key: str | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_path())
+        return (init_settings, env_settings, toml)
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'siyu.db').resolve()}"
+
+    @cached_property
+    def duckdb_path(self) -> Path:
+        return self.warehouse_path or self.data_dir / "warehouse.duckdb"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; explicit overrides (e.g. from CLI flags) win over env and siyu.toml."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    if "data_dir" in clean:
+        os.environ["SIYU_DATA_DIR"] = str(
+            clean["data_dir"]
+        )  # so siyu.toml is found beside the data
+    return Settings(**clean)  # type: ignore[arg-type]

@@ -1,0 +1,27 @@
+"""The unified customer — SPEC §3, §4."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Date, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from siyu.db import Base, BigId, UTCDateTime, utcnow
+
+
+class Customer(Base):
+    """One person across every source. A merged-away id keeps its row and redirects."""
+
+    __tablename__ = "customer"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True)
+    # Profile, merged from records by source priority then most recent non-null (SPEC §4).
+    name: Mapped[str | None] = mapped_column(String(200))
+    gender: Mapped[str | None] = mapped_column(String(16))
+    birthday: Mapped[date | None] = mapped_column(Date)
+    city: Mapped[str | None] = mapped_column(String(100))

@@ -1,0 +1,566 @@
+"""Identity resolution (SPEC §4): records that share an identifier are one customer.
+
+One set-based pass over every record of a brand: the records and identifier values form a
+bipartite graph whose connected components (SciPy, vectorised union-find) are the customers.
+Values carried by more than K records of one source (a till's placeholder phone) and values an
+operator unmerged take no part. Customer ids are stable: a component keeps the oldest id among
+its records' customers, merged-away ids redirect to it, and a split keeps the id for the larger
+part (reviving the other part's own former id when it had one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from sqlalchemy import Connection, Engine, text
+
+from siyu.bulk import fetch_int_columns, temp_table
+
+# Profile attributes merge by source priority, then the most recent non-null (SPEC §4).
+PROFILE_PRIORITY = ("pos", "mp", "wecom", "oa", "tmall", "jd", "douyin", "youzan")
+PROFILE_FIELDS = ("name", "gender", "birthday", "city")
+
+# Every table whose rows reference a customer by (type, value) — DATA_FORMAT.md.
+FACT_REFERENCES = (
+    ('"order"', "id_type", "id_value"),
+    ("connection", "id_type", "id_value"),
+    ("delivery", "id_type", "id_value"),
+    ("interaction", "id_type", "id_value"),
+    ("survey_response", "id_type", "id_value"),
+    ("opt_out", "id_type", "id_value"),
+    ("referral", "referrer_id_type", "referrer_id_value"),
+    ("referral", "invitee_id_type", "invitee_id_value"),
+    ("membership", "'member_no'", "member_no"),
+)
+
+
+@dataclass(frozen=True)
+class ResolutionResult:
+    records: int
+    customers: int  # live customers after the pass
+    created: int
+    merged: int  # customer ids merged into another this pass
+    split: int  # customers created or revived by splitting one
+    quarantined: int  # identifier values quarantined by the K-guard
+
+
+def resolve(engine: Engine, *, brand_id: int, k_guard: int = 5) -> ResolutionResult:
+    """Run the whole pass in one transaction."""
+    with engine.begin() as conn:
+        return _resolve(conn, brand_id, k_guard)
+
+
+def _resolve(conn: Connection, brand_id: int, k_guard: int) -> ResolutionResult:
+    now = datetime.now(UTC)
+    b = {"b": brand_id}
+    _add_referenced_records(conn, brand_id, now)
+
+    rec_id, rec_cust, rec_first = fetch_int_columns(
+        conn,
+        "SELECT id, customer_id, first_customer_id FROM source_record WHERE brand_id = :b "
+        "ORDER BY id",
+        brand_id=brand_id,
+        ncols=3,
+    )
+    rec_src = _record_sources(conn, brand_id, rec_id)
+    pair_rec, pair_ident = fetch_int_columns(
+        conn,
+        "SELECT ri.record_id, ri.identifier_id FROM record_identity ri "
+        "JOIN source_record r ON r.id = ri.record_id WHERE r.brand_id = :b",
+        brand_id=brand_id,
+        ncols=2,
+    )
+    ident_id, ident_cust = fetch_int_columns(
+        conn,
+        "SELECT id, customer_id FROM identifier WHERE brand_id = :b ORDER BY id",
+        brand_id=brand_id,
+        ncols=2,
+    )
+    (overridden,) = fetch_int_columns(
+        conn,
+        "SELECT i.id FROM identifier_override o JOIN identifier i ON i.brand_id = o.brand_id "
+        "AND i.id_type = o.id_type AND i.value = o.value WHERE o.brand_id = :b",
+        brand_id=brand_id,
+        ncols=1,
+    )
+    status_before = dict(
+        conn.execute(
+            text("SELECT id, status FROM identifier WHERE brand_id = :b AND status <> 'linked'"), b
+        ).all()
+    )
+
+    n_rec, n_ident = len(rec_id), len(ident_id)
+    p_rec = np.searchsorted(rec_id, pair_rec)
+    p_ident = np.searchsorted(ident_id, pair_ident)
+
+    # K-guard: distinct records per (value, source); one record carries a value at most once.
+    n_src = int(rec_src.max()) + 1 if n_rec else 1
+    per_src = np.unique(p_ident * n_src + rec_src[p_rec], return_counts=True)
+    crowded = per_src[1] > k_guard
+    quarantined = np.zeros(n_ident, dtype=bool)
+    quarantined[per_src[0][crowded] // n_src] = True
+    unlinked = np.zeros(n_ident, dtype=bool)
+    unlinked[np.searchsorted(ident_id, overridden)] = True
+    merging = ~(quarantined | unlinked)[p_ident]
+
+    graph = coo_matrix(
+        (np.ones(int(merging.sum()), dtype=np.int8), (p_rec[merging], n_rec + p_ident[merging])),
+        shape=(n_rec + n_ident, n_rec + n_ident),
+    )
+    _, labels = connected_components(graph, directed=False)
+    comp = labels[:n_rec]
+
+    cust_of_comp, merges, splits, created, revived = _assign_customers(comp, rec_cust, rec_first)
+    new_ids = _create_customers(conn, brand_id, created, now)
+    cust_of_comp[cust_of_comp < 0] = new_ids[-cust_of_comp[cust_of_comp < 0] - 1]
+    splits = [(o, int(new_ids[-n - 1]) if n < 0 else n) for o, n in splits]
+    split_new = sum(1 for o, n in splits if n in set(new_ids.tolist()))
+    new_cust = cust_of_comp[comp]
+
+    _write_records(conn, rec_id, rec_cust, rec_first, new_cust)
+    _write_customers(conn, brand_id, merges, revived, splits, new_cust, now)
+    ident_status = np.where(quarantined, 2, np.where(unlinked, 1, 0))
+    _write_identifiers(
+        conn, ident_id, ident_cust, ident_status, status_before, p_rec, p_ident, new_cust, n_ident
+    )
+    _write_quarantine(conn, brand_id, ident_id, per_src, crowded, n_src, now)
+    _merge_profiles(conn, brand_id, np.unique(new_cust[new_cust != rec_cust]))
+    live = conn.execute(
+        text("SELECT count(*) FROM customer WHERE brand_id = :b AND merged_into_id IS NULL"), b
+    ).scalar_one()
+    return ResolutionResult(
+        records=n_rec,
+        customers=int(live),
+        created=len(new_ids) - split_new,
+        merged=len(merges),
+        split=len(splits),
+        quarantined=int(quarantined.sum()),
+    )
+
+
+def _add_referenced_records(conn: Connection, brand_id: int, now: datetime) -> None:
+    """A fact may name a customer no record describes: give that value a record of its own."""
+    refs = " UNION ".join(
+        f"SELECT {ty} AS id_type, {va} AS value FROM {table} "
+        f"WHERE brand_id = :b AND {va} IS NOT NULL"
+        for table, ty, va in FACT_REFERENCES
+    )
+    b = {"b": brand_id, "now": now}
+    conn.execute(
+        text(
+            f"INSERT INTO identifier (brand_id, id_type, value, status) SELECT :b, r.id_type, r.value, "
+            f"'linked' FROM ({refs}) r WHERE NOT EXISTS (SELECT 1 FROM identifier i "
+            "WHERE i.brand_id = :b AND i.id_type = r.id_type AND i.value = r.value)"
+        ),
+        b,
+    )
+    conn.execute(
+        text(
+            "INSERT INTO source_record (brand_id, record_key, source, created_at, updated_at) "
+            "SELECT :b, 'ref:' || i.id_type || ':' || i.value, 'reference', :now, :now "
+            "FROM identifier i WHERE i.brand_id = :b AND NOT EXISTS ("
+            " SELECT 1 FROM record_identity ri WHERE ri.identifier_id = i.id) AND NOT EXISTS ("
+            " SELECT 1 FROM source_record r WHERE r.brand_id = :b "
+            "  AND r.record_key = 'ref:' || i.id_type || ':' || i.value)"
+        ),
+        b,
+    )
+    conn.execute(
+        text(
+            "INSERT INTO record_identity (record_id, id_type, identifier_id) "
+            "SELECT r.id, i.id_type, i.id FROM identifier i JOIN source_record r ON r.brand_id = :b "
+            " AND r.record_key = 'ref:' || i.id_type || ':' || i.value "
+            "WHERE i.brand_id = :b AND NOT EXISTS (SELECT 1 FROM record_identity ri "
+            " WHERE ri.record_id = r.id AND ri.id_type = i.id_type)"
+        ),
+        b,
+    )
+
+
+def _record_sources(conn: Connection, brand_id: int, rec_id: np.ndarray) -> np.ndarray:
+    """A small integer per source system, aligned with rec_id (few sources: a query each)."""
+    sources = (
+        conn.execute(
+            text("SELECT DISTINCT source FROM source_record WHERE brand_id = :b ORDER BY source"),
+            {"b": brand_id},
+        )
+        .scalars()
+        .all()
+    )
+    codes = np.zeros(len(rec_id), dtype=np.int64)
+    for code, source in enumerate(sources):
+        (ids,) = fetch_int_columns(
+            conn,
+            f"SELECT id FROM source_record WHERE brand_id = :b AND source = '{_sql_str(source)}'",
+            brand_id=brand_id,
+            ncols=1,
+        )
+        codes[np.searchsorted(rec_id, ids)] = code
+    return codes
+
+
+def _sql_str(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def _assign_customers(
+    comp: np.ndarray, rec_cust: np.ndarray, rec_first: np.ndarray
+) -> tuple[np.ndarray, list[tuple[int, int]], list[tuple[int, int]], int, list[int]]:
+    """Decide the customer id of every component.
+
+    Returns (customer per component — negative k means the k-th new customer, merges as
+    (merged_id, survivor_id), splits as (origin_id, new_or_revived_id) with new ids negative,
+    number of customers to create, revived ids).
+    """
+    n_comp = int(comp.max()) + 1 if len(comp) else 0
+    cust_of_comp = np.zeros(n_comp, dtype=np.int64)
+    has = rec_cust > 0
+    # Each existing customer goes with the component holding most of its records (ties: lowest).
+    pairs, counts = np.unique(np.stack([rec_cust[has], comp[has]]), axis=1, return_counts=True)
+    order = np.lexsort((pairs[1], -counts, pairs[0]))
+    pairs = pairs[:, order]
+    first = np.ones(pairs.shape[1], dtype=bool)
+    first[1:] = pairs[0, 1:] != pairs[0, :-1]
+    home_cust, home_comp = pairs[0, first], pairs[1, first]
+    # The oldest (smallest) customer id in a component survives; the others redirect to it.
+    order = np.lexsort((home_cust, home_comp))
+    home_cust, home_comp = home_cust[order], home_comp[order]
+    lead = np.ones(len(home_comp), dtype=bool)
+    lead[1:] = home_comp[1:] != home_comp[:-1]
+    cust_of_comp[home_comp[lead]] = home_cust[lead]
+    merges = [
+        (int(c), int(cust_of_comp[k]))
+        for c, k in zip(home_cust[~lead], home_comp[~lead], strict=False)
+    ]
+
+    # Components left without a customer: revive a former id of theirs (an undone merge), or new.
+    orphan = np.flatnonzero(cust_of_comp == 0)
+    homed = set(home_cust.tolist())
+    revived: list[int] = []
+    splits: list[tuple[int, int]] = []
+    if len(orphan):
+        is_orphan = np.zeros(n_comp, dtype=bool)
+        is_orphan[orphan] = True
+        rec_orphan = is_orphan[comp]
+        # An orphan component that holds records of a customer homed elsewhere was split off.
+        origin = np.zeros(n_comp, dtype=np.int64)
+        sel = rec_orphan & has
+        np.maximum.at(origin, comp[sel], rec_cust[sel])
+        former = np.full(n_comp, np.iinfo(np.int64).max)
+        sel = rec_orphan & (rec_first > 0)
+        np.minimum.at(former, comp[sel], rec_first[sel])
+        created = 0
+        for k in orphan.tolist():
+            candidate = int(former[k])
+            if candidate != np.iinfo(np.int64).max and candidate not in homed:
+                homed.add(candidate)
+                revived.append(candidate)
+                cust_of_comp[k] = candidate
+            else:
+                created += 1
+                cust_of_comp[k] = -created
+            if origin[k]:
+                splits.append((int(origin[k]), int(cust_of_comp[k])))
+        return cust_of_comp, merges, splits, created, revived
+    return cust_of_comp, merges, splits, 0, revived
+
+
+def _create_customers(conn: Connection, brand_id: int, count: int, now: datetime) -> np.ndarray:
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    start = conn.execute(text("SELECT coalesce(max(id), 0) FROM customer")).scalar_one()
+    # Ids are allocated explicitly so that the new rows map to components without a round trip.
+    ids = np.arange(start + 1, start + 1 + count, dtype=np.int64)
+    temp_table(conn, "new_customer", [("id", "BIGINT")], [(int(i),) for i in ids])
+    conn.execute(
+        text(
+            "INSERT INTO customer (id, brand_id, created_at, updated_at) "
+            "SELECT id, :b, :now, :now FROM new_customer ORDER BY id"
+        ),
+        {"b": brand_id, "now": now},
+    )
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text(
+                "SELECT setval(pg_get_serial_sequence('customer', 'id'), (SELECT max(id) FROM customer))"
+            )
+        )
+    return ids
+
+
+def _write_records(
+    conn: Connection,
+    rec_id: np.ndarray,
+    rec_cust: np.ndarray,
+    rec_first: np.ndarray,
+    new_cust: np.ndarray,
+) -> None:
+    changed = (new_cust != rec_cust) | (rec_first == 0)
+    rows = np.stack([rec_id[changed], new_cust[changed]], axis=1).tolist()
+    temp_table(conn, "record_customer", [("record_id", "BIGINT"), ("customer_id", "BIGINT")], rows)
+    conn.execute(
+        text(
+            "UPDATE source_record SET customer_id = (SELECT customer_id FROM record_customer rc "
+            " WHERE rc.record_id = source_record.id), first_customer_id = coalesce(first_customer_id, "
+            " (SELECT customer_id FROM record_customer rc WHERE rc.record_id = source_record.id)) "
+            "WHERE id IN (SELECT record_id FROM record_customer)"
+        )
+    )
+
+
+def _write_customers(
+    conn: Connection,
+    brand_id: int,
+    merges: list[tuple[int, int]],
+    revived: list[int],
+    splits: list[tuple[int, int]],
+    new_cust: np.ndarray,
+    now: datetime,
+) -> None:
+    b = {"b": brand_id, "now": now}
+    if revived:
+        temp_table(conn, "revived", [("id", "BIGINT")], [(c,) for c in revived])
+        conn.execute(
+            text(
+                "UPDATE customer SET merged_into_id = NULL, updated_at = :now "
+                "WHERE id IN (SELECT id FROM revived)"
+            ),
+            b,
+        )
+    if merges:
+        temp_table(conn, "merge_map", [("merged", "BIGINT"), ("survivor", "BIGINT")], merges)
+        conn.execute(
+            text(
+                "UPDATE customer SET merged_into_id = (SELECT survivor FROM merge_map "
+                " WHERE merged = customer.id), updated_at = :now "
+                "WHERE id IN (SELECT merged FROM merge_map)"
+            ),
+            b,
+        )
+    # Keep redirects one hop long: whoever pointed at a now-merged id points at its survivor.
+    while conn.execute(
+        text(
+            "UPDATE customer SET merged_into_id = (SELECT c2.merged_into_id FROM customer c2 "
+            " WHERE c2.id = customer.merged_into_id) WHERE brand_id = :b AND merged_into_id IN "
+            " (SELECT id FROM customer WHERE merged_into_id IS NOT NULL)"
+        ),
+        b,
+    ).rowcount:
+        pass
+    log = [("merge", s, m) for m, s in merges]
+    log += [("split", o, n) for o, n in splits]
+    if log:
+        temp_table(
+            conn,
+            "merge_log",
+            [("kind", "VARCHAR(16)"), ("survivor", "BIGINT"), ("other", "BIGINT")],
+            log,
+        )
+        conn.execute(
+            text(
+                "INSERT INTO customer_merge (brand_id, kind, survivor_id, other_id, created_at, reason) "
+                "SELECT :b, kind, survivor, other, :now, 'identity resolution' FROM merge_log"
+            ),
+            b,
+        )
+        conn.execute(
+            text(
+                "INSERT INTO event (brand_id, type, idempotency_key, customer_id, occurred_at, "
+                " recorded_at, payload) SELECT :b, 'customer.' || kind || 'd', "
+                " 'customer.' || kind || ':' || other || ':' || survivor || ':' || :stamp, survivor, "
+                " :now, :now, '{}' FROM merge_log"
+            ),
+            {**b, "stamp": now.isoformat()},
+        )
+
+
+def _write_identifiers(
+    conn: Connection,
+    ident_id: np.ndarray,
+    ident_cust: np.ndarray,
+    ident_status: np.ndarray,
+    status_before: dict[int, str],
+    p_rec: np.ndarray,
+    p_ident: np.ndarray,
+    new_cust: np.ndarray,
+    n_ident: int,
+) -> None:
+    """Point every value at its customer: the component's (linked), the oldest carrier's
+    (unlinked), none (quarantined)."""
+    best = np.full(n_ident, np.iinfo(np.int64).max)
+    np.minimum.at(best, p_ident, new_cust[p_rec])
+    best[best == np.iinfo(np.int64).max] = 0
+    best[ident_status == 2] = 0
+    names = np.array(["linked", "unlinked", "quarantined"])
+    before = (
+        np.array([status_before.get(int(i), "linked") for i in ident_id[ident_status > 0]])
+        if (ident_status > 0).any()
+        else np.array([], dtype=str)
+    )
+    status_changed = np.zeros(n_ident, dtype=bool)
+    nonlinked = np.flatnonzero(ident_status > 0)
+    status_changed[nonlinked] = before != names[ident_status[nonlinked]]
+    was_special = np.isin(ident_id, np.array(list(status_before), dtype=np.int64))
+    status_changed |= was_special & (ident_status == 0)
+    changed = (best != ident_cust) | status_changed
+    rows = [
+        (int(i), int(c) if c else None, str(names[s]))
+        for i, c, s in zip(ident_id[changed], best[changed], ident_status[changed], strict=False)
+    ]
+    temp_table(
+        conn,
+        "identifier_customer",
+        [("id", "BIGINT"), ("customer_id", "BIGINT"), ("status", "VARCHAR(16)")],
+        rows,
+    )
+    conn.execute(
+        text(
+            "UPDATE identifier SET customer_id = (SELECT customer_id FROM identifier_customer ic "
+            " WHERE ic.id = identifier.id), status = (SELECT status FROM identifier_customer ic "
+            " WHERE ic.id = identifier.id) WHERE id IN (SELECT id FROM identifier_customer)"
+        )
+    )
+
+
+def _write_quarantine(
+    conn: Connection,
+    brand_id: int,
+    ident_id: np.ndarray,
+    per_src: tuple[np.ndarray, np.ndarray],
+    crowded: np.ndarray,
+    n_src: int,
+    now: datetime,
+) -> None:
+    """List every source's count for each quarantined value (`siyu identity quarantined`)."""
+    keys, counts = per_src
+    q_ident = np.unique(keys[crowded] // n_src)
+    listed = np.isin(keys // n_src, q_ident)
+    sources = (
+        conn.execute(
+            text("SELECT DISTINCT source FROM source_record WHERE brand_id = :b ORDER BY source"),
+            {"b": brand_id},
+        )
+        .scalars()
+        .all()
+    )
+    rows = [
+        (int(ident_id[k // n_src]), sources[int(k % n_src)], int(c))
+        for k, c in zip(keys[listed], counts[listed], strict=False)
+    ]
+    b = {"b": brand_id, "now": now}
+    conn.execute(text("DELETE FROM quarantined_identifier WHERE brand_id = :b"), b)
+    temp_table(
+        conn,
+        "quarantine_rows",
+        [("identifier_id", "BIGINT"), ("source", "VARCHAR(64)"), ("record_count", "BIGINT")],
+        rows,
+    )
+    conn.execute(
+        text(
+            "INSERT INTO quarantined_identifier (brand_id, id_type, value, source, record_count, "
+            " updated_at) SELECT :b, i.id_type, i.value, q.source, q.record_count, :now "
+            "FROM quarantine_rows q JOIN identifier i ON i.id = q.identifier_id"
+        ),
+        b,
+    )
+
+
+def _merge_profiles(conn: Connection, brand_id: int, customer_ids: np.ndarray) -> None:
+    """Name, gender, birthday, city: best-priority source first, then the most recent value."""
+    if len(customer_ids) == 0:
+        return
+    temp_table(conn, "touched_customer", [("id", "BIGINT")], [(int(c),) for c in customer_ids])
+    rank = (
+        "CASE r.source "
+        + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(PROFILE_PRIORITY))
+        + f" ELSE {len(PROFILE_PRIORITY)} END"
+    )
+    sets = ", ".join(
+        f"{f} = (SELECT r.{f} FROM source_record r WHERE r.customer_id = customer.id "
+        f"AND r.{f} IS NOT NULL ORDER BY {rank}, r.updated_at DESC, r.id DESC LIMIT 1)"
+        for f in PROFILE_FIELDS
+    )
+    conn.execute(text(f"UPDATE customer SET {sets} WHERE id IN (SELECT id FROM touched_customer)"))
+
+
+class IdentityError(ValueError):
+    """A user-facing identity problem; the message says what to do."""
+
+
+def unmerge(
+    engine: Engine,
+    *,
+    brand_id: int,
+    id_type: str,
+    value: str,
+    k_guard: int,
+    note: str | None = None,
+) -> ResolutionResult:
+    """Stop `type:value` from merging anything and re-resolve: its customer splits (SPEC §4)."""
+    with engine.begin() as conn:
+        _identifier_id_or_raise(conn, brand_id, id_type, value)
+        exists = conn.execute(
+            text(
+                "SELECT 1 FROM identifier_override WHERE brand_id = :b AND id_type = :t AND value = :v"
+            ),
+            {"b": brand_id, "t": id_type, "v": value},
+        ).first()
+        if exists:
+            raise IdentityError(f"{id_type}:{value} is already unmerged; `relink` undoes that")
+        conn.execute(
+            text(
+                "INSERT INTO identifier_override (brand_id, id_type, value, created_at, note) "
+                "VALUES (:b, :t, :v, :now, :note)"
+            ),
+            {"b": brand_id, "t": id_type, "v": value, "now": datetime.now(UTC), "note": note},
+        )
+        return _resolve(conn, brand_id, k_guard)
+
+
+def relink(
+    engine: Engine, *, brand_id: int, id_type: str, value: str, k_guard: int
+) -> ResolutionResult:
+    """Undo an unmerge: the value merges again and the customers it joins become one."""
+    with engine.begin() as conn:
+        gone = conn.execute(
+            text(
+                "DELETE FROM identifier_override WHERE brand_id = :b AND id_type = :t AND value = :v"
+            ),
+            {"b": brand_id, "t": id_type, "v": value},
+        ).rowcount
+        if not gone:
+            raise IdentityError(f"{id_type}:{value} was not unmerged; nothing to relink")
+        return _resolve(conn, brand_id, k_guard)
+
+
+def _identifier_id_or_raise(conn: Connection, brand_id: int, id_type: str, value: str) -> int:
+    found = conn.execute(
+        text("SELECT id FROM identifier WHERE brand_id = :b AND id_type = :t AND value = :v"),
+        {"b": brand_id, "t": id_type, "v": value},
+    ).scalar_one_or_none()
+    if found is None:
+        raise IdentityError(f"no record carries {id_type}:{value}")
+    return int(found)
+
+
+@dataclass(frozen=True)
+class QuarantineRow:
+    id_type: str
+    value: str
+    source: str
+    record_count: int
+
+
+def quarantined(conn: Connection, *, brand_id: int) -> list[QuarantineRow]:
+    rows = conn.execute(
+        text(
+            "SELECT id_type, value, source, record_count FROM quarantined_identifier "
+            "WHERE brand_id = :b ORDER BY id_type, value, record_count DESC, source"
+        ),
+        {"b": brand_id},
+    ).all()
+    return [QuarantineRow(*r) for r in rows]

@@ -1,0 +1,57 @@
+"""Every table, imported once so SQLAlchemy's metadata (and Alembic) sees the whole model."""
+
+from siyu.automation.models import Delivery
+from siyu.channels.models import Channel, ChannelCost, ChannelReach
+from siyu.communities.models import ChatGroup
+from siyu.connections.models import Connection
+from siyu.consent.models import OptOut
+from siyu.customers.models import Customer
+from siyu.db import Base
+from siyu.events.models import Event, Interaction, SurveyResponse
+from siyu.identity.models import (
+    CustomerMerge,
+    Identifier,
+    IdentifierOverride,
+    QuarantinedIdentifier,
+    RecordIdentity,
+    SourceRecord,
+)
+from siyu.membership.models import Membership
+from siyu.orders.models import Order, OrderItem, Product
+from siyu.orgs.models import Brand, OrgUnit, Store
+from siyu.referral.models import Referral
+from siyu.staff.models import Staff
+from siyu.tags.models import CustomerTag, Tag, TagGroup
+
+__all__ = [
+    "Base",
+    "Brand",
+    "Channel",
+    "ChannelCost",
+    "ChannelReach",
+    "ChatGroup",
+    "Connection",
+    "Customer",
+    "CustomerMerge",
+    "CustomerTag",
+    "Delivery",
+    "Event",
+    "IdentifierOverride",
+    "Identifier",
+    "Interaction",
+    "Membership",
+    "OptOut",
+    "Order",
+    "OrderItem",
+    "OrgUnit",
+    "Product",
+    "QuarantinedIdentifier",
+    "RecordIdentity",
+    "Referral",
+    "SourceRecord",
+    "Staff",
+    "Store",
+    "SurveyResponse",
+    "Tag",
+    "TagGroup",
+]
