@@ -20,7 +20,7 @@ from siyu.identity import service as identity_service
 from siyu.identity.normalize import InvalidIdentifier, parse_key
 from siyu.imports import service as import_service
 from siyu.imports.reader import FileUnreadable
-from siyu.orgs import service as org_service
+from siyu.runtime import open_brand
 
 app = typer.Typer(
     help="Siyu (私域): one owned customer base for a consumer brand.",
@@ -60,22 +60,11 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _ready(settings: Settings) -> tuple[Engine, int]:
-    """An engine on an up-to-date schema and the configured brand's id."""
-    engine = make_engine(settings)
-    migrate.upgrade(engine)
-    with engine.begin() as conn:
-        brand_id = org_service.get_or_create_brand(
-            conn, code=settings.brand_code, name=settings.brand_name, timezone=settings.timezone
-        )
-    return engine, brand_id
-
-
 @app.command()
 def init() -> None:
     """Create the database (or upgrade it) and the brand."""
     settings = _settings()
-    engine, _ = _ready(settings)
+    engine, _ = open_brand(settings)
     console.print(
         f"Database ready at schema {migrate.current_revision(engine)}: "
         f"{engine.url.render_as_string(hide_password=True)}"
@@ -103,7 +92,7 @@ def import_cmd(
 ) -> None:
     """Import a directory in the interchange format v1: idempotent and incremental."""
     settings = _settings()
-    engine, brand_id = _ready(settings)
+    engine, brand_id = open_brand(settings)
     summary = run_import(engine, brand_id, settings, directory)
     if summary.failed_files:
         raise typer.Exit(code=1)
@@ -178,7 +167,7 @@ def customer_show(
 ) -> None:
     """A customer's identities, why they are one customer, connections and order totals."""
     settings = _settings()
-    engine, brand_id = _ready(settings)
+    engine, brand_id = open_brand(settings)
     with engine.connect() as conn:
         try:
             cid, asked = customer_service.resolve_key_or_raise(conn, brand_id=brand_id, key=key)
@@ -234,7 +223,7 @@ def customer_show(
 def identity_quarantined() -> None:
     """Identifier values the K-guard quarantined, with record counts per source."""
     settings = _settings()
-    engine, brand_id = _ready(settings)
+    engine, brand_id = open_brand(settings)
     with engine.connect() as conn:
         rows = identity_service.quarantined(conn, brand_id=brand_id)
     if not rows:
@@ -255,7 +244,7 @@ Identifier = Annotated[str, typer.Option("--identifier", help="The link, as type
 
 def _identity_change(key: str, identifier: str, undo: bool) -> None:
     settings = _settings()
-    engine, brand_id = _ready(settings)
+    engine, brand_id = open_brand(settings)
     try:
         id_type, value = parse_key(identifier)
         with engine.connect() as conn:

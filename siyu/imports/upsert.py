@@ -159,5 +159,7 @@ def upsert(
     new_rows = select(*select_cols).where(
         ~exists(select(literal(1)).select_from(target).where(match))
     )
-    inserted = conn.execute(insert(target).from_select([*columns, *fill.keys()], new_rows)).rowcount
+    stmt = insert(target).from_select([*columns, *fill.keys()], new_rows)
+    # SQLAlchemy guarantees rowcount only for UPDATE/DELETE unless asked to keep it.
+    inserted = conn.execute(stmt.execution_options(preserve_rowcount=True)).rowcount
     return inserted, updated

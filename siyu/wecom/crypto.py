@@ -80,6 +80,8 @@ _LENGTH_FIELD = struct.Struct(">I")
 _HEADER_LENGTH = RANDOM_LENGTH + _LENGTH_FIELD.size
 
 _ENCODING_AES_KEY_RE = re.compile(r"[A-Za-z0-9+/]{43}")
+# Standard base64 with canonical "=" padding; nothing else (no whitespace, no excess "=").
+_BASE64_RE = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 # Characters XML 1.0 allows in a document (https://www.w3.org/TR/xml/#charsets).
 _XML_INVALID_CHAR_RE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _FORBIDDEN_XML_MARKUP_RE = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -308,7 +310,7 @@ def _decode_aes_key(encoding_aes_key: str) -> bytes:
             f"The EncodingAESKey must be exactly {ENCODING_AES_KEY_LENGTH} base64 characters."
         )
     try:
-        key = base64.b64decode(encoding_aes_key + "=", validate=True)
+        key = binascii.a2b_base64(encoding_aes_key + "=", strict_mode=True)
     except (binascii.Error, ValueError):
         raise IllegalAesKey("The EncodingAESKey is not valid base64.") from None
     if len(key) != AES_KEY_LENGTH:  # pragma: no cover - guaranteed by the regex above
@@ -458,9 +460,11 @@ class CallbackCipher:
         """Return ``(msg, receiveid)`` from a base64 ciphertext."""
         if not isinstance(encrypt, str):
             raise DecodeBase64Error("The ciphertext must be a base64 string.")
+        if not _BASE64_RE.fullmatch(encrypt):
+            raise DecodeBase64Error("The ciphertext is not valid base64.")
         try:
-            ciphertext = base64.b64decode(encrypt, validate=True)
-        except (binascii.Error, ValueError):
+            ciphertext = binascii.a2b_base64(encrypt, strict_mode=True)
+        except (binascii.Error, ValueError):  # pragma: no cover - the regex rules these out
             raise DecodeBase64Error("The ciphertext is not valid base64.") from None
         if not ciphertext or len(ciphertext) % BLOCK_SIZE:
             raise DecryptAESError(

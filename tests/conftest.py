@@ -1,0 +1,41 @@
+"""One fixture builds a database on SQLite or on the real PostgreSQL (STYLE.md).
+
+PostgreSQL runs at 127.0.0.1:5432 (user postgres, database test); SIYU_TEST_PG_URL overrides.
+Each test gets a schema of its own. If PostgreSQL cannot be reached the tests fail, not skip:
+CI must prove both engines.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from siyu.config import Settings
+
+PG_URL = os.environ.get("SIYU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    data_dir = tmp_path / "data"
+    if request.param == "sqlite":
+        yield Settings(data_dir=data_dir)
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield Settings(
+            data_dir=data_dir, database_url=f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+        )
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

@@ -1,0 +1,149 @@
+"""Identity resolution (SPEC §4) on hand-built records, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from siyu.config import Settings
+from siyu.customers import service as customer_service
+from siyu.identity import service as identity_service
+from tests.factories import engine_for, rows, run_import, scalar, write_dir
+
+RECORDS = "record_id,source,phone,unionid,member_no,tmall_nick\n"
+
+
+def customer_of(settings: Settings, key: str) -> int:
+    engine, brand_id = engine_for(settings)
+    with engine.connect() as conn:
+        cid, _ = customer_service.resolve_key_or_raise(conn, brand_id=brand_id, key=key)
+    engine.dispose()
+    return cid
+
+
+def test_links_are_transitive(settings: Settings, tmp_path: Path) -> None:
+    # A–B share a phone (in two spellings), B–C share a unionid: one customer.
+    d = write_dir(
+        tmp_path / "in",
+        {
+            "records.csv": RECORDS
+            + (
+                "A,pos,13800138000,,M1,\n"
+                "B,mp,+86 138-0013-8000,U1,,\n"
+                "C,wecom,,U1,,\n"
+                "D,tmall,,,,nick\n"
+            )
+        },
+    )
+    summary = run_import(settings, d)
+    assert summary.identity is not None and summary.identity.customers == 2
+    a = customer_of(settings, "member_no:M1")
+    assert customer_of(settings, "unionid:U1") == a
+    assert customer_of(settings, "phone:008613800138000") == a
+    assert customer_of(settings, "tmall_nick:nick") != a
+    engine, brand_id = engine_for(settings)
+    with engine.connect() as conn:
+        view = customer_service.get_view(conn, brand_id=brand_id, customer_id=a)
+    assert [(link.via) for link in view.links] == ["phone:+8613800138000", "unionid:U1"]
+
+
+def test_placeholder_phone_is_quarantined_and_merges_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    till = "".join(f"P{i},pos,13800000000,,M{i},\n" for i in range(6))  # 6 > K = 5
+    d = write_dir(tmp_path / "in", {"records.csv": RECORDS + till + "W,mp,13800000000,U9,,\n"})
+    summary = run_import(settings, d)
+    assert summary.identity is not None
+    assert summary.identity.customers == 7
+    assert summary.identity.quarantined == 1
+    listed = rows(
+        settings, "SELECT value, source, record_count FROM quarantined_identifier ORDER BY source"
+    )
+    assert listed == [("+8613800000000", "mp", 1), ("+8613800000000", "pos", 6)]
+    with pytest.raises(customer_service.CustomerNotFound, match="quarantined"):
+        customer_of(settings, "phone:13800000000")
+
+
+def test_five_records_sharing_a_value_still_merge(settings: Settings, tmp_path: Path) -> None:
+    five = "".join(f"P{i},pos,13800000000,,M{i},\n" for i in range(5))  # exactly K: allowed
+    summary = run_import(settings, write_dir(tmp_path / "in", {"records.csv": RECORDS + five}))
+    assert summary.identity is not None and summary.identity.customers == 1
+
+
+def test_unmerge_splits_and_relink_restores(settings: Settings, tmp_path: Path) -> None:
+    d = write_dir(
+        tmp_path / "in",
+        {
+            "records.csv": RECORDS
+            + "A,pos,13800138000,,M1,\nB,mp,13800138000,U1,,\nC,wecom,,U1,,\n",
+            "orders.csv": "order_id,platform,id_type,id_value,created_at,amount_fen,status\n"
+            "O1,pos,member_no,M1,2025-07-01T10:00:00+08:00,3000,paid\n"
+            "O2,mp,unionid,U1,2025-07-02T10:00:00+08:00,5000,paid\n",
+        },
+    )
+    run_import(settings, d)
+    original = customer_of(settings, "member_no:M1")
+    assert customer_of(settings, "unionid:U1") == original
+    engine, brand_id = engine_for(settings)
+    result = identity_service.unmerge(
+        engine, brand_id=brand_id, id_type="phone", value="+8613800138000", k_guard=5
+    )
+    assert result.split == 1
+    a, c = customer_of(settings, "member_no:M1"), customer_of(settings, "unionid:U1")
+    assert c == original and a != original  # the larger part (B, C) keeps the id
+    with engine.connect() as conn:
+        assert (
+            customer_service.get_view(conn, brand_id=brand_id, customer_id=a).orders.gmv_fen == 3000
+        )
+        assert (
+            customer_service.get_view(conn, brand_id=brand_id, customer_id=c).orders.gmv_fen == 5000
+        )
+    result = identity_service.relink(
+        engine, brand_id=brand_id, id_type="phone", value="+8613800138000", k_guard=5
+    )
+    assert result.merged == 1
+    assert customer_of(settings, "member_no:M1") == original
+    assert customer_of(settings, str(a)) == original  # the split-off id now redirects
+    with engine.connect() as conn:
+        assert (
+            customer_service.get_view(conn, brand_id=brand_id, customer_id=original).orders.gmv_fen
+            == 8000
+        )
+    engine.dispose()
+
+
+def test_new_record_bridges_two_customers_oldest_id_survives(
+    settings: Settings, tmp_path: Path
+) -> None:
+    run_import(
+        settings, write_dir(tmp_path / "one", {"records.csv": RECORDS + "A,pos,13800138000,,M1,\n"})
+    )
+    run_import(settings, write_dir(tmp_path / "two", {"records.csv": RECORDS + "C,wecom,,U1,,\n"}))
+    a, c = customer_of(settings, "member_no:M1"), customer_of(settings, "unionid:U1")
+    assert a < c
+    summary = run_import(
+        settings,
+        write_dir(tmp_path / "three", {"records.csv": RECORDS + "B,mp,13800138000,U1,,\n"}),
+    )
+    assert summary.identity is not None and summary.identity.merged == 1
+    assert customer_of(settings, "unionid:U1") == a
+    assert customer_of(settings, str(c)) == a  # merged-away id redirects
+    assert scalar(settings, "SELECT merged_into_id FROM customer WHERE id = :c", c=c) == a
+    assert scalar(settings, "SELECT count(*) FROM customer_merge WHERE kind = 'merge'") == 1
+
+
+def test_facts_naming_unknown_identifiers_create_customers(
+    settings: Settings, tmp_path: Path
+) -> None:
+    d = write_dir(
+        tmp_path / "in",
+        {
+            "orders.csv": "order_id,platform,id_type,id_value,created_at,amount_fen,status\n"
+            "O1,tmall,tmall_nick,newbie,2025-07-01T10:00:00+08:00,3000,paid\n"
+            "O2,pos,,,2025-07-01T10:00:00+08:00,1000,paid\n"
+        },
+    )
+    summary = run_import(settings, d)
+    assert summary.identity is not None and summary.identity.customers == 1  # anonymous stays so
+    assert customer_of(settings, "tmall_nick:newbie") > 0
