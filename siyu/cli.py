@@ -290,7 +290,7 @@ def demo(
     persons: Annotated[int, typer.Option(help="People in the demo brand.")] = 20_000,
 ) -> None:
     """Build the demo coffee brand, write it in the interchange format, and import it."""
-    from siyu.demo.generator import generate
+    from siyu.demo.basic import generate
 
     settings = _settings()
     out = settings.data_dir / "demo-brand"

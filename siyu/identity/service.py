@@ -359,6 +359,7 @@ def _write_customers(
             "merge_log",
             [("kind", "VARCHAR(16)"), ("survivor", "BIGINT"), ("other", "BIGINT")],
             log,
+            keyed=False,
         )
         conn.execute(
             text(
@@ -458,6 +459,7 @@ def _write_quarantine(
         "quarantine_rows",
         [("identifier_id", "BIGINT"), ("source", "VARCHAR(64)"), ("record_count", "BIGINT")],
         rows,
+        keyed=False,
     )
     conn.execute(
         text(

@@ -173,6 +173,7 @@ def apply_records(ctx: Context) -> Applied:
         [up.text("record_key", "record_id"), up.text("id_type"), up.text("value")],
         f"ident_{ctx.source}",
     )
+    conn.exec_driver_sql("CREATE INDEX ix_stage_ident_key ON stage_ident (record_key, id_type)")
     conn.execute(
         text(
             "INSERT INTO identifier (brand_id, id_type, value, status) "

@@ -140,6 +140,8 @@ def upsert(
     set only when a row really changed (e.g. updated_at); `update_when` narrows updates further
     (first-touch referrals update only to an earlier touch).
     """
+    # Index the staged key: the UPDATE … FROM and NOT EXISTS below seek by it for every row.
+    conn.exec_driver_sql(f"CREATE INDEX ix_{staged.name}_key ON {staged.name} ({', '.join(key)})")
     scope = [
         target.c[k] == literal(v, target.c[k].type) for k, v in constants.items() if k == "brand_id"
     ]
