@@ -21,7 +21,7 @@ import duckdb
 from sqlalchemy import create_engine, text
 
 from siyu.config import Settings
-from siyu.demo.basic import generate
+from siyu.demo.generator import generate
 from siyu.identity import service as identity_service
 from siyu.imports import service as import_service
 from siyu.runtime import open_brand

@@ -290,14 +290,15 @@ def demo(
     persons: Annotated[int, typer.Option(help="People in the demo brand.")] = 20_000,
 ) -> None:
     """Build the demo coffee brand, write it in the interchange format, and import it."""
-    from siyu.demo.basic import generate
+    from siyu.demo.generator import generate
 
     settings = _settings()
     out = settings.data_dir / "demo-brand"
     started = time.perf_counter()
     with console.status("Generating the demo coffee brand 生成演示品牌…"):
         made = generate(out, seed=seed, persons=persons)
-    console.print(f"Demo brand written to {out} in {time.perf_counter() - started:.1f} s: {made}")
+    console.print(f"Demo brand written to {out} in {time.perf_counter() - started:.1f} s.")
+    console.print(made.format())
     engine, brand_id = open_brand(settings)
     summary = run_import(engine, brand_id, settings, out)
     console.print(

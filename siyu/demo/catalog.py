@@ -61,7 +61,6 @@ STORE_RADIUS_M = 1000
 STAFF_PER_STORE = 3
 # Store manager and floor guide own the customer relationships; the barista assists.
 STORE_PERSONAS = ("sales", "sales", "assistant")
-STORE_ROLES = ("店长", "导购", "咖啡师")
 # HQ accounts without a store: the coffee-chain playbook's "welfare officer" and a coffee expert.
 HQ_STAFF = (("福利官小暮", "brand"), ("首席咖啡师阿杰", "expert"))
 
@@ -90,7 +89,7 @@ CHANNELS = (
 )
 PACKAGE_CARD_FEN = 50  # printing one card slipped into each parcel
 REFERRAL_REWARD_FEN = 1000  # coupon given to the referrer per invited friend
-DOUYIN_FLIGHT_DAYS = 14  # Douyin campaigns run every other fortnight; views trickle on between
+DOUYIN_FLIGHT_DAYS = 14  # length of a Douyin ad flight and of the rest between flights
 
 
 @dataclass(frozen=True)

@@ -97,9 +97,57 @@ class Commerce:
     members: Members
 
 
+@dataclass(frozen=True)
+class _Draft:
+    """Orders before baskets, statuses and ids: who, where, when and under which identifier."""
+
+    person: np.ndarray  # -1 walk-in
+    platform: np.ndarray
+    store: np.ndarray
+    secs: np.ndarray
+    id_type: np.ndarray
+    id_value: np.ndarray
+    stage: np.ndarray  # ladder stage of the basket
+
+    def __add__(self, other: _Draft) -> _Draft:
+        return _Draft(*(np.r_[getattr(self, f), getattr(other, f)] for f in _DRAFT_FIELDS))
+
+    def in_time_order(self) -> _Draft:
+        order = np.lexsort((self.person, self.store, self.platform, self.secs))
+        return _Draft(*(getattr(self, f)[order] for f in _DRAFT_FIELDS))
+
+
+_DRAFT_FIELDS = ("person", "platform", "store", "secs", "id_type", "id_value", "stage")
+
+
 def build_commerce(
     rng: np.random.Generator, people: People, acq_channel: np.ndarray, clock: Clock
 ) -> Commerce:
+    known, joined = _known_orders(rng, people, acq_channel, clock)
+    draft = (known + _walk_ins(rng, known, clock)).in_time_order()
+    items, amount, first_line, lines = _items(rng, draft.platform, draft.stage, draft.secs, clock)
+    status, refund, late, refund_s = _statuses(rng, amount, first_line, lines, draft.secs, clock)
+    orders = Orders(
+        order_id=_order_ids(rng, draft.platform, draft.store, draft.secs, clock),
+        platform=draft.platform,
+        store=draft.store,
+        person=draft.person,
+        id_type=draft.id_type,
+        id_value=draft.id_value,
+        created_s=draft.secs,
+        amount=amount,
+        status=status,
+        refund=refund,
+        late_refund=late,
+        refund_s=refund_s,
+    )
+    return Commerce(orders, items, _members(rng, people, joined, orders))
+
+
+def _known_orders(
+    rng: np.random.Generator, people: People, acq_channel: np.ndarray, clock: Clock
+) -> tuple[_Draft, np.ndarray]:
+    """Orders of the generated people, and each person's membership join time (INF: none)."""
     person, platform, secs = (
         np.concatenate(parts)
         for parts in zip(
@@ -108,48 +156,14 @@ def build_commerce(
             strict=True,
         )
     )
-    stage = _ladder_stage(person, secs)
     first_pos = np.full(people.n, INF)
     np.minimum.at(first_pos, person[platform == PF_POS], secs[platform == PF_POS])
     joined, joins_at_till = _join_times(rng, people, first_pos, clock)
+    joining = joins_at_till[person] & (secs == first_pos[person])
+    id_type, id_value = _customer_refs(rng, people, person, platform, secs, joined, joining)
     store = _order_stores(rng, people, person, platform)
-    id_type, id_value = _customer_refs(
-        rng,
-        people,
-        person,
-        platform,
-        secs,
-        joined,
-        joins_at_till[person] & (secs == first_pos[person]),
-    )
-    walk = _walk_ins(rng, store, platform, id_type, clock)
-    person = np.r_[person, np.full(len(walk[0]), -1)]
-    platform = np.r_[platform, np.full(len(walk[0]), PF_POS)]
-    store, secs, id_type, id_value, stage = (
-        np.concatenate(pair)
-        for pair in zip((store, secs, id_type, id_value, stage), walk, strict=True)
-    )
-    order = np.lexsort((person, store, platform, secs))
-    person, platform, store, secs, id_type, id_value, stage = (
-        a[order] for a in (person, platform, store, secs, id_type, id_value, stage)
-    )
-    items, amount, first_line, lines = _items(rng, platform, stage, secs, clock)
-    status, refund, late, refund_s = _statuses(rng, amount, first_line, lines, secs, clock)
-    orders = Orders(
-        order_id=_order_ids(rng, platform, store, secs, clock),
-        platform=platform,
-        store=store,
-        person=person,
-        id_type=id_type,
-        id_value=id_value,
-        created_s=secs,
-        amount=amount,
-        status=status,
-        refund=refund,
-        late_refund=late,
-        refund_s=refund_s,
-    )
-    return Commerce(orders, items, _members(rng, people, joined, orders))
+    stage = _ladder_stage(person, secs)
+    return _Draft(person, platform, store, secs, id_type, id_value, stage), joined
 
 
 def daily_weight(clock: Clock, platform: int) -> np.ndarray:
@@ -290,28 +304,28 @@ def _customer_refs(
     return id_type, id_value
 
 
-def _walk_ins(
-    rng: np.random.Generator,
-    store: np.ndarray,
-    platform: np.ndarray,
-    id_type: np.ndarray,
-    clock: Clock,
-) -> tuple[np.ndarray, ...]:
+def _walk_ins(rng: np.random.Generator, known: _Draft, clock: Clock) -> _Draft:
     """Unrecognised till orders, enough that ANONYMOUS_SHARE of POS orders are anonymous."""
-    pos = platform == PF_POS
-    n_pos, n_anon = int(pos.sum()), int((pos & (id_type == "")).sum())
+    pos = known.platform == PF_POS
+    n_pos, n_anon = int(pos.sum()), int((pos & (known.id_type == "")).sum())
     n = max(0, round((ANONYMOUS_SHARE * n_pos - n_anon) / (1 - ANONYMOUS_SHARE)))
-    traffic = np.bincount(store[pos], minlength=len(catalog.STORES)) + 1.0
-    walk_store = rng.choice(len(catalog.STORES), size=n, p=traffic / traffic.sum())
+    traffic = np.bincount(known.store[pos], minlength=len(catalog.STORES)) + 1.0
+    store = rng.choice(len(catalog.STORES), size=n, p=traffic / traffic.sum())
     daily = daily_weight(clock, PF_POS) * (0.6 + np.arange(clock.days) / clock.days)
     day = rng.choice(clock.days, size=n, p=daily / daily.sum())
     secs = day * DAY + time_of_day(rng, n, SHOP_HOURS)
     placeholder = rng.random(n) < PLACEHOLDER_SHARE
-    walk_type = np.where(placeholder, "phone", "")
-    walk_value = np.where(placeholder, catalog.PLACEHOLDER_PHONE, "")
     # Strangers' baskets: a mix of ladder stages.
     stage = rng.choice(len(STAGE_EDGES) + 1, size=n, p=[0.4, 0.3, 0.2, 0.1])
-    return walk_store, secs, walk_type, walk_value, stage
+    return _Draft(
+        person=np.full(n, -1),
+        platform=np.full(n, PF_POS),
+        store=store,
+        secs=secs,
+        id_type=np.where(placeholder, "phone", ""),
+        id_value=np.where(placeholder, catalog.PLACEHOLDER_PHONE, ""),
+        stage=stage,
+    )
 
 
 def _sku_weights(sold_online: bool, stage: int) -> np.ndarray:
@@ -338,7 +352,9 @@ def _items(
     n = len(platform)
     online = platform >= PF_TMALL
     n_lines = 1 + np.where(
-        online, rng.choice(3, size=n, p=[0.55, 0.3, 0.15]), rng.choice(3, size=n, p=[0.6, 0.3, 0.1])
+        online,
+        rng.choice(3, size=n, p=[0.55, 0.3, 0.15]),
+        rng.choice(3, size=n, p=[0.65, 0.28, 0.07]),
     )
     order = np.repeat(np.arange(n), n_lines)
     sku = np.empty(len(order), dtype=np.int64)

@@ -22,6 +22,7 @@ import numpy as np
 
 from siyu.demo import catalog
 from siyu.demo.catalog import CH_JD, CH_TMALL, CHANNELS, PRODUCTS, STORES
+from siyu.demo.columns import FILE_COLUMNS
 from siyu.demo.commerce import PF_JD, PF_TMALL, PLATFORMS, Commerce, build_commerce
 from siyu.demo.messages import CHANNELS as MESSAGE_CHANNELS
 from siyu.demo.messages import ID_TYPE as MESSAGE_ID_TYPE
@@ -45,70 +46,6 @@ from siyu.demo.util import DAY, Clock, stream, write_csv
 
 Columns = dict[str, np.ndarray | list]
 
-# Every file of the interchange format v1, columns exactly as DATA_FORMAT.md lists them.
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "stores": ("store_id", "name", "region", "city", "lat", "lon", "radius_m"),
-    "staff": ("staff_id", "name", "store_id", "persona"),
-    "groups": ("group_id", "name", "owner_staff_id", "store_id", "created_at"),
-    "channels": ("channel_id", "name", "type"),
-    "channel_costs": ("channel_id", "date", "cost_fen"),
-    "channel_reach": ("channel_id", "date", "count"),
-    "records": (
-        "record_id",
-        "source",
-        "external_userid",
-        "unionid",
-        "openid_mp",
-        "openid_oa",
-        "member_no",
-        "phone",
-        "email",
-        "tmall_nick",
-        "jd_pin",
-        "douyin_openid",
-        "youzan_id",
-        "name",
-        "gender",
-        "birthday",
-        "city",
-    ),  # fmt: skip
-    "connections": (
-        "kind",
-        "id_type",
-        "id_value",
-        "staff_id",
-        "group_id",
-        "channel_id",
-        "created_at",
-        "ended_at",
-    ),  # fmt: skip
-    "orders": (
-        "order_id",
-        "platform",
-        "store_id",
-        "id_type",
-        "id_value",
-        "created_at",
-        "amount_fen",
-        "status",
-        "refund_fen",
-    ),  # fmt: skip
-    "order_items": ("order_id", "sku", "qty", "amount_fen"),
-    "products": ("sku", "name", "category", "price_fen", "ladder_role"),
-    "memberships": ("member_no", "joined_at", "level", "points"),
-    "referrals": (
-        "referrer_id_type",
-        "referrer_id_value",
-        "invitee_id_type",
-        "invitee_id_value",
-        "created_at",
-    ),  # fmt: skip
-    "deliveries": ("id_type", "id_value", "channel", "created_at", "status"),
-    "interactions": ("id_type", "id_value", "kind", "created_at"),
-    "surveys": ("id_type", "id_value", "created_at", "score"),
-    "opt_outs": ("id_type", "id_value", "created_at"),
-}
-
 
 @dataclass(frozen=True)
 class DemoSummary:
@@ -117,7 +54,7 @@ class DemoSummary:
     persons: int
     start: date
     end: date  # exclusive: the last day with data is the day before
-    rows: dict[str, int] = field(default_factory=dict)  # data rows per file, COLUMNS order
+    rows: dict[str, int] = field(default_factory=dict)  # data rows per file, format order
     placeholder_phone: str = catalog.PLACEHOLDER_PHONE
 
     @property
@@ -156,7 +93,7 @@ def generate(
 
 
 def _check(name: str, columns: Columns) -> Columns:
-    if tuple(columns) != COLUMNS[name]:
+    if tuple(columns) != FILE_COLUMNS[name]:
         raise AssertionError(f"{name}: columns {tuple(columns)} differ from the format")
     return columns
 

@@ -146,7 +146,9 @@ def _opt_outs(
         k = min(len(candidates), round(share * n_opt))
         chosen.append(rng.choice(candidates, size=k, replace=False))
     picked = deliveries.take(np.concatenate(chosen))
-    secs = np.minimum(picked.created_s + rng.integers(60, 7200, len(picked.person)), clock.end_s - 1)
+    secs = np.minimum(
+        picked.created_s + rng.integers(60, 7200, len(picked.person)), clock.end_s - 1
+    )
     keep = first_of_runs(secs, identity_key(picked.channel, picked.person, n_people))
     return Touches(picked.channel[keep], picked.person[keep], secs[keep], picked.label[keep])
 

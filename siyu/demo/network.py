@@ -16,8 +16,8 @@ from siyu.demo.catalog import (
     CH_TMALL,
     CHANNELS,
 )
-from siyu.demo.people import ARCHETYPES, JD, MP, OA, TMALL, WECOM, People
-from siyu.demo.util import DAY, Clock, cat, choice_rows, pick, time_of_day, zpad
+from siyu.demo.people import ARCHETYPES, JD, MP, OA, TMALL, WECOM, People, chinese_names
+from siyu.demo.util import DAY, Clock, cat, choice_rows, time_of_day, zpad
 
 FRIEND, GROUP_MEMBER, OA_FOLLOW = range(3)
 KINDS = ("wecom_friend", "group_member", "oa_follow")
@@ -51,10 +51,7 @@ class Org:
 def build_org(rng: np.random.Generator, clock: Clock) -> Org:
     n_stores = len(catalog.STORES)
     per = catalog.STAFF_PER_STORE
-    store_staff_names = cat(
-        pick(rng, catalog.SURNAMES, n_stores * per), pick(rng, catalog.GIVEN_CHARS, n_stores * per)
-    )
-    names = np.r_[store_staff_names, [name for name, _ in catalog.HQ_STAFF]]
+    names = np.r_[chinese_names(rng, n_stores * per), [name for name, _ in catalog.HQ_STAFF]]
     stores = np.r_[np.repeat(np.arange(n_stores), per), [NONE] * len(catalog.HQ_STAFF)]
     personas = np.r_[np.tile(catalog.STORE_PERSONAS, n_stores), [p for _, p in catalog.HQ_STAFF]]
     n_groups = rng.integers(1, 4, size=n_stores)
@@ -142,7 +139,7 @@ class Connections:
 def build_connections(
     rng: np.random.Generator, people: People, org: Org, referrals: Referrals, clock: Clock
 ) -> Connections:
-    friends, first_channel = _friendships(rng, people, org, referrals, clock)
+    friends = _friendships(rng, people, org, referrals, clock)
     parts = [friends, _groups(rng, people, org, friends, clock), _follows(rng, people, clock)]
     merged = Connections(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
     order = np.lexsort((merged.person, merged.kind, merged.created_s))
@@ -164,7 +161,7 @@ def acquisition_channel(people: People, conns: Connections) -> np.ndarray:
 
 def _friendships(
     rng: np.random.Generator, people: People, org: Org, referrals: Referrals, clock: Clock
-) -> tuple[Connections, np.ndarray]:
+) -> Connections:
     who = np.flatnonzero(people.has[:, WECOM])
     n = len(who)
     created = np.where(people.legacy[who], _growth_times(rng, n, clock), people.acq_s[who])
@@ -176,17 +173,14 @@ def _friendships(
     extra_created = created + (rng.exponential(20, size=n) * DAY).astype(np.int64)
     extra &= extra_created < clock.end_s
     e = np.flatnonzero(extra)
-    return (
-        Connections(
-            kind=np.full(n + len(e), FRIEND),
-            person=np.r_[who, who[e]],
-            staff=np.r_[staff, np.full(len(e), org.welfare_officer)],
-            group=np.full(n + len(e), NONE),
-            channel=np.r_[channel, channel[e]],
-            created_s=np.r_[created, extra_created[e]],
-            ended_s=np.r_[ended, _endings(rng, extra_created[e], 0.06, 60, clock)],
-        ),
-        channel,
+    return Connections(
+        kind=np.full(n + len(e), FRIEND),
+        person=np.r_[who, who[e]],
+        staff=np.r_[staff, np.full(len(e), org.welfare_officer)],
+        group=np.full(n + len(e), NONE),
+        channel=np.r_[channel, channel[e]],
+        created_s=np.r_[created, extra_created[e]],
+        ended_s=np.r_[ended, _endings(rng, extra_created[e], 0.06, 60, clock)],
     )
 
 
@@ -204,8 +198,7 @@ def _friend_channels(
     weights[weights.sum(axis=1) == 0, CH_STORE_QR] = 1.0
     channel = choice_rows(rng, weights)
     # Douyin ads run every other fortnight; between flights the same budget goes to Moments.
-    off_flight = (created // DAY // catalog.DOUYIN_FLIGHT_DAYS) % 2 == 1
-    channel = np.where((channel == CH_DOUYIN) & off_flight, CH_MOMENTS, channel)
+    channel = np.where((channel == CH_DOUYIN) & douyin_resting(created // DAY), CH_MOMENTS, channel)
     invited = np.isin(who, referrals.invitee)
     return np.where(invited, CH_REFERRAL, channel)
 
@@ -290,6 +283,11 @@ def _endings(
 # --- channel reach and cost -------------------------------------------------------------------
 
 
+def douyin_resting(day: np.ndarray) -> np.ndarray:
+    """Douyin ads run every other fortnight; views trickle on between flights, friends do not."""
+    return (day // catalog.DOUYIN_FLIGHT_DAYS) % 2 == 1
+
+
 def daily_connections(conns: Connections, clock: Clock) -> np.ndarray:
     """(channels, days) count of attributed connections created each day."""
     attributed = conns.channel != NONE
@@ -306,7 +304,7 @@ def channel_reach(rng: np.random.Generator, conns: Connections, clock: Clock) ->
     typical = made.mean(axis=1, keepdims=True) / pass_rate
     background = rng.poisson(np.broadcast_to(0.05 * typical, made.shape))
     reach = made + misses + background
-    off_flight = (np.arange(clock.days) // catalog.DOUYIN_FLIGHT_DAYS) % 2 == 1
+    off_flight = douyin_resting(np.arange(clock.days))
     reach[CH_DOUYIN, off_flight] = made[CH_DOUYIN, off_flight] + rng.poisson(
         0.3 * typical[CH_DOUYIN, 0], size=int(off_flight.sum())
     )
@@ -326,14 +324,13 @@ def channel_costs(
     cost[CH_STORE_QR] = 0  # QR standees are free: explicit zero-cost rows
     for channel, per_day in parcels.items():
         cost[channel] = np.where(per_day > 0, per_day * catalog.PACKAGE_CARD_FEN, NONE)
-    scale = max(made.sum() / clock.days, 1.0)
+    # Paid ads: a cost per friend won plus a floor that scales with the brand's size.
+    floor = 0.02 * max(made.sum() / clock.days, 1.0)
     for channel in (CH_DOUYIN, CH_MOMENTS):
         cac = CHANNELS[channel].cac_fen
         noise = rng.lognormal(0.0, 0.25, size=clock.days)
-        spend = np.round(made[channel] * cac * noise + 0.02 * scale * cac).astype(np.int64)
-        cost[channel] = spend
-    off_flight = (np.arange(clock.days) // catalog.DOUYIN_FLIGHT_DAYS) % 2 == 1
-    cost[CH_DOUYIN, off_flight] = NONE
+        cost[channel] = np.round((made[channel] * noise + floor) * cac).astype(np.int64)
+    cost[CH_DOUYIN, douyin_resting(np.arange(clock.days))] = NONE
     rewards = np.bincount(referrals.created_s // DAY, minlength=clock.days)
     cost[CH_REFERRAL] = np.where(rewards > 0, rewards * catalog.REFERRAL_REWARD_FEN, NONE)
     return cost

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from siyu.demo import catalog
+from siyu.demo.columns import FILE_COLUMNS
 from siyu.demo.util import (
-    ALNUM,
     DAY,
+    LOWER_ALNUM,
     WECHAT_ID,
     Clock,
     cat,
@@ -44,20 +45,21 @@ class Archetype:
 
 # fmt: off
 ARCHETYPES = (
-    #          name            share  wecom  mp   oa    pos  tmall  jd     anchors      rate
-    Archetype("regular",        0.30, (0.8, 0.85, 0.35, 1, 0.04, 0.03), (POS,),        0.036,
+    # name, share, P(record) for (wecom, mp, oa, pos, tmall, jd), anchors, rate,
+    # then the channel weights of their first WeCom friendship
+    Archetype("regular",        0.30, (0.8, 0.85, 0.35, 1, 0.04, 0.03), (POS,),        0.040,
               (0.60, 0.18, 0.10, 0, 0, 0.05, 0.07, 0)),
-    Archetype("mini_program",   0.20, (0.6, 1,    0.3,  0, 0.05, 0.03), (MP,),         0.029,
+    Archetype("mini_program",   0.20, (0.6, 1,    0.3,  0, 0.05, 0.03), (MP,),         0.032,
               (0.15, 0.40, 0.15, 0, 0, 0.12, 0.18, 0)),
-    Archetype("till_member",    0.14, (0,   0,    0.25, 1, 0,    0),    (POS,),        0.031,
+    Archetype("till_member",    0.14, (0,   0,    0.25, 1, 0,    0),    (POS,),        0.034,
               (0.70, 0.10, 0.10, 0, 0, 0.05, 0.05, 0)),
     Archetype("lead",           0.12, (0.85, 0,   0.4,  0, 0,    0),    (WECOM, OA),   0.0,
               (0.15, 0.05, 0.15, 0, 0, 0.33, 0.32, 0)),
-    Archetype("ecommerce_fan",  0.08, (1,   0.3,  0.2,  0, 0.65, 0.45), (TMALL, JD),   0.014,
+    Archetype("ecommerce_fan",  0.08, (1,   0.3,  0.2,  0, 0.65, 0.45), (TMALL, JD),   0.015,
               (0.05, 0.05, 0.05, 0.40, 0.30, 0.08, 0.07, 0)),
-    Archetype("ecommerce_only", 0.11, (0,   0,    0,    0, 0.7,  0.45), (TMALL, JD),   0.012,
+    Archetype("ecommerce_only", 0.11, (0,   0,    0,    0, 0.7,  0.45), (TMALL, JD),   0.013,
               (1, 0, 0, 0, 0, 0, 0, 0)),
-    Archetype("omnichannel",    0.05, (0.5, 0.4,  0.2,  1, 0.6,  0.4),  (POS,),        0.043,
+    Archetype("omnichannel",    0.05, (0.5, 0.4,  0.2,  1, 0.6,  0.4),  (POS,),        0.047,
               (0.45, 0.10, 0.05, 0.15, 0.10, 0.05, 0.10, 0)),
 )
 # fmt: on
@@ -136,11 +138,11 @@ def build_people(rng: np.random.Generator, n: int, clock: Clock) -> People:
         openid_oa=tokens(rng, n, "o9aBw", 23, WECHAT_ID),
         member_no=cat("88", zpad(unique_ints(rng, n, 0, 10**8), 8)),
         tmall_nick=tmall_nick,
-        jd_pin=tokens(rng, n, "jd_", 12, ALNUM.lower()),
+        jd_pin=tokens(rng, n, "jd_", 12, LOWER_ALNUM),
         phone=phone,
         pos_phone=pos_phone,
         pos_phone_ok=pos_phone_ok,
-        name=_names(rng, n),
+        name=chinese_names(rng, n),
         gender=np.where(rng.random(n) < 0.6, "女", "男"),
         birthday=_birthdays(rng, n),
         city=np.array([s.city for s in catalog.STORES])[store],
@@ -196,7 +198,8 @@ def _rates(rng: np.random.Generator, arch: np.ndarray) -> np.ndarray:
     return np.minimum(base * factor, MAX_RATE) * buyer
 
 
-def _names(rng: np.random.Generator, n: int) -> np.ndarray:
+def chinese_names(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Surname plus one or two given-name characters."""
     given = pick(rng, catalog.GIVEN_CHARS, n)
     second = np.where(rng.random(n) < 0.6, pick(rng, catalog.GIVEN_CHARS, n), "")
     return cat(pick(rng, catalog.SURNAMES, n), given, second)
@@ -214,7 +217,8 @@ def format_phones(digits: np.ndarray, fmt: np.ndarray) -> np.ndarray:
     dashed = cat("+86 ", (digits // 10**8).astype("U"), "-", zpad(digits // 10**4 % 10**4, 4), "-",
                  zpad(digits % 10**4, 4))  # fmt: skip
     intl = cat("0086", plain)
-    return np.select([fmt == 1, fmt == 2], [dashed, intl], plain)
+    dashed_fmt, intl_fmt = PHONE_FORMATS.index("dashed"), PHONE_FORMATS.index("intl")
+    return np.select([fmt == dashed_fmt, fmt == intl_fmt], [dashed, intl], plain)
 
 
 def _pos_phones(
@@ -242,11 +246,7 @@ def records(rng: np.random.Generator, people: People) -> dict[str, np.ndarray]:
     return {col: np.concatenate([b[col] for b in blocks]) for col in RECORD_COLUMNS}
 
 
-RECORD_COLUMNS = (
-    "record_id", "source", "external_userid", "unionid", "openid_mp", "openid_oa", "member_no",
-    "phone", "email", "tmall_nick", "jd_pin", "douyin_openid", "youzan_id", "name", "gender",
-    "birthday", "city",
-)  # fmt: skip
+RECORD_COLUMNS = FILE_COLUMNS["records"]
 
 
 def _source_block(rng: np.random.Generator, people: People, source: int) -> dict[str, np.ndarray]:
@@ -266,18 +266,18 @@ def _source_block(rng: np.random.Generator, people: People, source: int) -> dict
     block["source"] = np.full(n, SOURCES[source])
     if source == WECOM:
         block["external_userid"] = people.external_userid[who]
-        block["unionid"] = some(people.unionid, 0.9)
-        block["phone"] = phones(0.25, (0.5, 0.5, 0.0))  # the guide's "remark mobile"
+        block["unionid"] = some(people.unionid, 0.95)
+        block["phone"] = phones(0.3, (0.5, 0.5, 0.0))  # the guide's "remark mobile"
         block["name"] = some(people.name, 0.35)
         block["gender"] = some(people.gender, 0.5)
     elif source == MP:
         block["openid_mp"] = people.openid_mp[who]
-        block["unionid"] = some(people.unionid, 0.85)
-        block["phone"] = phones(0.45, (1.0, 0.0, 0.0))  # WeChat returns the bare number
+        block["unionid"] = some(people.unionid, 0.9)
+        block["phone"] = phones(0.6, (1.0, 0.0, 0.0))  # WeChat returns the bare number
         block["city"] = some(people.city, 0.4)
     elif source == OA:
         block["openid_oa"] = people.openid_oa[who]
-        block["unionid"] = some(people.unionid, 0.8)
+        block["unionid"] = some(people.unionid, 0.85)
     elif source == POS:
         block["member_no"] = people.member_no[who]
         block["phone"] = people.pos_phone[who]

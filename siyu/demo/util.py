@@ -15,7 +15,7 @@ DAY = 86_400
 OFFSET = "+08:00"  # brand-local Asia/Shanghai has no DST, so every timestamp carries +08:00
 ALNUM = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 WECHAT_ID = ALNUM + b"-_"
-LOWER_HEX = b"0123456789abcdef"
+LOWER_ALNUM = b"abcdefghijklmnopqrstuvwxyz0123456789"
 
 
 def stream(seed: int, stage: int) -> np.random.Generator:
@@ -37,7 +37,8 @@ def tokens(
 
 
 def zpad(numbers: np.ndarray, width: int) -> np.ndarray:
-    return np.strings.zfill(np.asarray(numbers, dtype=np.int64).astype("U"), width)
+    text = np.asarray(numbers, dtype=np.int64).astype("U")
+    return np.strings.zfill(text, width) if len(text) else text
 
 
 def cat(*parts: np.ndarray | str) -> np.ndarray:
