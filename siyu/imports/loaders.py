@@ -113,8 +113,6 @@ def _simple(
     target: Table,
     cols: list[up.StageCol],
     key: list[str],
-    *,
-    timestamps: bool = False,
 ) -> Callable[[Context], Applied]:
     def apply(ctx: Context) -> Applied:
         staged = up.stage(ctx.duck, ctx.conn, f"stage_{target.name}", cols, ctx.source)
