@@ -6,7 +6,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, String, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -84,6 +94,26 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+# Rows that predate change tracking (migration 0002) count as changed at the epoch: the first
+# warehouse sync is a full copy anyway.
+EPOCH = text("'1970-01-01 00:00:00'")
+
+
+class Tracked:
+    """A row the warehouse copies incrementally (siyu/warehouse).
+
+    `changed_at` moves on every insert and every real update — ORM and Core writes get it from
+    the column's default/onupdate; bulk SQL writers (the import upsert, the identity pass) set it
+    themselves. The warehouse re-reads rows changed since its last sync (with an overlap for
+    transactions that committed late), so a writer that forgot it would go unseen until a
+    full sync.
+    """
+
+    changed_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False, server_default=EPOCH
+    )
 
 
 class CustomerRef:

@@ -7,7 +7,7 @@ from datetime import date
 from sqlalchemy import BigInteger, Date, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, BigId
+from siyu.db import Base, BigId, Tracked
 
 
 class Channel(Base):
@@ -21,7 +21,7 @@ class Channel(Base):
     type: Mapped[str | None] = mapped_column(String(64))
 
 
-class ChannelCost(Base):
+class ChannelCost(Tracked, Base):
     __tablename__ = "channel_cost"
 
     channel_id: Mapped[int] = mapped_column(ForeignKey("channel.id"), primary_key=True)
@@ -29,7 +29,7 @@ class ChannelCost(Base):
     cost_fen: Mapped[int] = mapped_column(BigInteger)
 
 
-class ChannelReach(Base):
+class ChannelReach(Tracked, Base):
     """Reach events of a day: QR scans, invites sent, landing-page views (SPEC §5.2)."""
 
     __tablename__ = "channel_reach"

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from sqlalchemy import Date, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, BigId, UTCDateTime, utcnow
+from siyu.db import Base, BigId, Tracked, UTCDateTime, utcnow
 
 # Identifier types, in the order of the `records` columns of DATA_FORMAT.md.
 IDENTITY_TYPES = (
@@ -46,7 +46,7 @@ class SourceRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Identifier(Base):
+class Identifier(Tracked, Base):
     """A distinct identifier value (type, normalised value) and where it resolves.
 
     Facts reference customers by identifier; this row maps the value to its customer, so a

@@ -125,7 +125,16 @@ def _resolve(conn: Connection, brand_id: int, k_guard: int) -> ResolutionResult:
     _write_customers(conn, brand_id, merges, revived, splits, new_cust, now)
     ident_status = np.where(quarantined, 2, np.where(unlinked, 1, 0))
     _write_identifiers(
-        conn, ident_id, ident_cust, ident_status, status_before, p_rec, p_ident, new_cust, n_ident
+        conn,
+        ident_id,
+        ident_cust,
+        ident_status,
+        status_before,
+        p_rec,
+        p_ident,
+        new_cust,
+        n_ident,
+        now,
     )
     _write_quarantine(conn, brand_id, ident_id, per_src, crowded, n_src, now)
     _merge_profiles(conn, brand_id, np.unique(new_cust[new_cust != rec_cust]))
@@ -152,8 +161,9 @@ def _add_referenced_records(conn: Connection, brand_id: int, now: datetime) -> N
     b = {"b": brand_id, "now": now}
     conn.execute(
         text(
-            f"INSERT INTO identifier (brand_id, id_type, value, status) SELECT :b, r.id_type, r.value, "
-            f"'linked' FROM ({refs}) r WHERE NOT EXISTS (SELECT 1 FROM identifier i "
+            "INSERT INTO identifier (brand_id, id_type, value, status, changed_at) "
+            f"SELECT :b, r.id_type, r.value, 'linked', :now FROM ({refs}) r WHERE NOT EXISTS ("
+            "SELECT 1 FROM identifier i "
             "WHERE i.brand_id = :b AND i.id_type = r.id_type AND i.value = r.value)"
         ),
         b,
@@ -389,6 +399,7 @@ def _write_identifiers(
     p_ident: np.ndarray,
     new_cust: np.ndarray,
     n_ident: int,
+    now: datetime,
 ) -> None:
     """Point every value at its customer: the component's (linked), the oldest carrier's
     (unlinked), none (quarantined)."""
@@ -422,8 +433,10 @@ def _write_identifiers(
         text(
             "UPDATE identifier SET customer_id = (SELECT customer_id FROM identifier_customer ic "
             " WHERE ic.id = identifier.id), status = (SELECT status FROM identifier_customer ic "
-            " WHERE ic.id = identifier.id) WHERE id IN (SELECT id FROM identifier_customer)"
-        )
+            " WHERE ic.id = identifier.id), changed_at = :now"
+            " WHERE id IN (SELECT id FROM identifier_customer)"
+        ),
+        {"now": now},
     )
 
 

@@ -120,7 +120,13 @@ def _simple(
         if "brand_id" in target.c:
             constants["brand_id"] = ctx.brand_id
         ins, upd = up.upsert(
-            ctx.conn, target, staged, key=key, columns=[c.name for c in cols], constants=constants
+            ctx.conn,
+            target,
+            staged,
+            key=key,
+            columns=[c.name for c in cols],
+            constants=constants,
+            now=ctx.now,
         )
         return Applied(ins, upd)
 
@@ -174,12 +180,12 @@ def apply_records(ctx: Context) -> Applied:
     conn.exec_driver_sql("CREATE INDEX ix_stage_ident_key ON stage_ident (record_key, id_type)")
     conn.execute(
         text(
-            "INSERT INTO identifier (brand_id, id_type, value, status) "
-            "SELECT DISTINCT :b, s.id_type, s.value, 'linked' FROM stage_ident s WHERE NOT EXISTS ("
-            " SELECT 1 FROM identifier i WHERE i.brand_id = :b AND i.id_type = s.id_type"
-            " AND i.value = s.value)"
+            "INSERT INTO identifier (brand_id, id_type, value, status, changed_at) "
+            "SELECT DISTINCT :b, s.id_type, s.value, 'linked', :now FROM stage_ident s"
+            " WHERE NOT EXISTS (SELECT 1 FROM identifier i WHERE i.brand_id = :b"
+            " AND i.id_type = s.id_type AND i.value = s.value)"
         ),
-        b,
+        {**b, "now": ctx.now},
     )
     conn.execute(text("DROP TABLE IF EXISTS changed_records"))
     conn.execute(text("CREATE TEMPORARY TABLE changed_records (record_id BIGINT PRIMARY KEY)"))
@@ -211,6 +217,7 @@ def apply_records(ctx: Context) -> Applied:
         key=["record_key"],
         columns=[c.name for c in rec_cols],
         constants={"brand_id": ctx.brand_id, "created_at": ctx.now},
+        now=ctx.now,
         on_update={"updated_at": ctx.now},
     )
     conn.execute(
@@ -262,6 +269,7 @@ def apply_order_items(ctx: Context) -> Applied:
         key=["order_id", "sku"],
         columns=["order_id", "sku", "qty", "amount_fen"],
         constants={},
+        now=ctx.now,
     )
     late = [
         (line, "order_id", key, f"unknown order_id {key} (not in orders)") for line, key in missing
@@ -281,6 +289,7 @@ def apply_referrals(ctx: Context) -> Applied:
         key=["invitee_id_type", "invitee_id_value"],
         columns=[c.name for c in cols],
         constants={"brand_id": ctx.brand_id},
+        now=ctx.now,
         update_when=staged.c.created_at < target.c.created_at,
     )
     return Applied(ins, upd)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,7 @@ def upsert(
     key: Sequence[str],
     columns: Sequence[str],
     constants: dict[str, Any],
+    now: datetime,
     on_update: dict[str, Any] | None = None,
     update_when: Any = None,
 ) -> tuple[int, int]:
@@ -138,8 +140,11 @@ def upsert(
 
     `constants` (e.g. brand_id) scope the key and fill inserted rows; `on_update` adds values
     set only when a row really changed (e.g. updated_at); `update_when` narrows updates further
-    (first-touch referrals update only to an earlier touch).
+    (first-touch referrals update only to an earlier touch). A target with `changed_at`
+    (siyu.db.Tracked) gets `now` there on insert and on every real update.
     """
+    if "changed_at" in target.c:
+        on_update = {**(on_update or {}), "changed_at": now}
     # Index the staged key: the UPDATE … FROM and NOT EXISTS below seek by it for every row.
     conn.exec_driver_sql(f"CREATE INDEX ix_{staged.name}_key ON {staged.name} ({', '.join(key)})")
     scope = [

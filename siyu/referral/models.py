@@ -7,10 +7,10 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, BigId, UTCDateTime
+from siyu.db import Base, BigId, Tracked, UTCDateTime
 
 
-class Referral(Base):
+class Referral(Tracked, Base):
     """An invitee attributed to one referrer: first touch, the earliest row per invitee."""
 
     __tablename__ = "referral"

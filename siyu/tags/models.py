@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, BigId, UTCDateTime, utcnow
+from siyu.db import Base, BigId, Tracked, UTCDateTime, utcnow
 
 
 class TagGroup(Base):
@@ -33,7 +33,7 @@ class Tag(Base):
     wecom_tag_id: Mapped[str | None] = mapped_column(String(64))
 
 
-class CustomerTag(Base):
+class CustomerTag(Tracked, Base):
     __tablename__ = "customer_tag"
 
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), primary_key=True)
