@@ -7,20 +7,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 from sqlalchemy import Engine
 
-from siyu import migrate
-from siyu.config import Settings, load_settings
+from siyu import clikit, migrate
+from siyu.clikit import State, console, err
+from siyu.config import Settings
 from siyu.customers import service as customer_service
 from siyu.db import make_engine
 from siyu.identity import service as identity_service
 from siyu.identity.normalize import InvalidIdentifier, parse_key
 from siyu.imports import service as import_service
 from siyu.imports.reader import FileUnreadable
+from siyu.metrics import commands as metric_commands
 from siyu.runtime import open_brand
+from siyu.warehouse import commands as warehouse_commands
 
 app = typer.Typer(
     help="Siyu (私域): one owned customer base for a consumer brand.",
@@ -33,13 +35,10 @@ identity_app = typer.Typer(
 )
 app.add_typer(customer_app, name="customer")
 app.add_typer(identity_app, name="identity")
-console = Console()
-err = Console(stderr=True)
-
-
-class State:
-    data_dir: Path | None = None
-
+app.add_typer(warehouse_commands.app, name="warehouse")
+app.add_typer(metric_commands.metrics_app, name="metrics")
+app.add_typer(metric_commands.clv_app, name="clv")
+app.command("cohorts")(metric_commands.cohorts)
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Data directory (default ./siyu-data).")
@@ -51,13 +50,8 @@ def main(data_dir: DataDir = None) -> None:
     State.data_dir = data_dir
 
 
-def _settings() -> Settings:
-    return load_settings(data_dir=State.data_dir)
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=2)
+_settings = clikit.settings
+_fail = clikit.fail
 
 
 @app.command()

@@ -30,7 +30,7 @@ def _toml_path() -> Path:
 class Settings(BaseSettings):
     """Everything configurable; every field can be set as `SIYU_<NAME>` or in siyu.toml."""
 
-    model_config = SettingsConfigDict(env_prefix="SIYU_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SIYU_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = Field(
@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     # SPEC §4: an identifier value carried by more than K records of one source merges nothing.
     k_guard: int = 5
     encryption_key: str | None = None
+    # SPEC §5–6 constants (siyu.metrics.constants): `[metric] t1 = 45` in siyu.toml or
+    # SIYU_METRIC__T1=45.
+    metric: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def metric_constants(self):  # type: ignore[no-untyped-def]
+        from siyu.metrics.constants import Constants
+
+        return Constants.from_mapping(self.metric)
 
     @classmethod
     def settings_customise_sources(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,13 +18,14 @@ from sqlalchemy import create_engine, text
 
 from siyu.config import Settings
 
+ENGINES = ["sqlite", "postgresql"]
 PG_URL = os.environ.get("SIYU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    data_dir = tmp_path / "data"
-    if request.param == "sqlite":
+@contextmanager
+def engine_settings(kind: str, data_dir: Path) -> Iterator[Settings]:
+    """Settings on SQLite in `data_dir`, or on a fresh PostgreSQL schema dropped afterwards."""
+    if kind == "sqlite":
         yield Settings(data_dir=data_dir)
         return
     schema = f"t_{uuid.uuid4().hex[:12]}"
@@ -39,3 +41,9 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@pytest.fixture(params=ENGINES)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    with engine_settings(request.param, tmp_path / "data") as s:
+        yield s

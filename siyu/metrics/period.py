@@ -1,0 +1,62 @@
+"""A reporting period: [from, to) in brand-local days, and the UTC instants that bound it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class PeriodError(ValueError):
+    """A period the report cannot be computed for; the message names the argument."""
+
+
+@dataclass(frozen=True)
+class Period:
+    start_day: date
+    end_day: date  # exclusive
+    timezone: str
+
+    @classmethod
+    def parse(cls, start: str, end: str, timezone: str) -> Period:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PeriodError(f"timezone: unknown time zone {timezone!r}") from None
+        days = []
+        for name, value in (("--from", start), ("--to", end)):
+            try:
+                days.append(date.fromisoformat(value))
+            except (TypeError, ValueError):
+                raise PeriodError(f"{name}: {value!r} is not a date (YYYY-MM-DD)") from None
+        if days[0] >= days[1]:
+            raise PeriodError(f"--from {days[0]} must be before --to {days[1]} (to is exclusive)")
+        return cls(days[0], days[1], timezone)
+
+    def _instant(self, day: date) -> datetime:
+        return datetime.combine(day, time(), ZoneInfo(self.timezone)).astimezone(UTC)
+
+    @property
+    def start(self) -> datetime:
+        """The instant the first day begins, in UTC."""
+        return self._instant(self.start_day)
+
+    @property
+    def end(self) -> datetime:
+        """The instant `to` begins: the period's exclusive end, and the "as of" instant."""
+        return self._instant(self.end_day)
+
+    def params(self) -> dict[str, object]:
+        return {
+            "start": self.start,
+            "end": self.end,
+            "from_day": self.start_day,
+            "to_day": self.end_day,
+        }
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "from": self.start_day.isoformat(),
+            "to": self.end_day.isoformat(),
+            "timezone": self.timezone,
+        }

@@ -1,0 +1,117 @@
+"""What a report looks at: one brand, optionally narrowed to stores or an acquisition channel.
+
+The metric SQL files never read the mirrored tables for facts directly; they read the `v_*`
+views installed here, so a filter is applied in one place for every metric (issue #4: `--store`,
+`--region`, `--channel`). Filters narrow:
+- stores: orders placed at those stores; connections with their staff or in their groups;
+- a channel: customers acquired through it (first touch), with all their orders and connections.
+Acquisition itself (first touch) is always judged over all of a customer's connections.
+
+Only integers and a validated zone name are inlined into the views; every other value reaches
+the SQL as a bound parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import duckdb
+
+
+@dataclass(frozen=True)
+class Scope:
+    brand_id: int
+    timezone: str = "Asia/Shanghai"
+    store_ids: tuple[int, ...] | None = None  # None: every store
+    channel_id: int | None = None  # None: every channel
+
+    @property
+    def filtered(self) -> bool:
+        return self.store_ids is not None or self.channel_id is not None
+
+
+def _ids(values: tuple[int, ...]) -> str:
+    return ", ".join(str(int(v)) for v in values) or "NULL"
+
+
+def install(con: duckdb.DuckDBPyConnection, scope: Scope) -> None:
+    """Create the session's macros and views for `scope` (replacing any earlier ones)."""
+    ZoneInfo(scope.timezone)  # raises on an unknown zone before it reaches SQL
+    tz = scope.timezone.replace("'", "''")
+    b = int(scope.brand_id)
+    con.execute(f"CREATE OR REPLACE TEMP MACRO local_day(ts) AS CAST(timezone('{tz}', ts) AS DATE)")
+    con.execute(
+        "CREATE OR REPLACE TEMP MACRO plus_days(ts, n) AS "
+        f"timezone('{tz}', timezone('{tz}', ts) + to_days(CAST(n AS INTEGER)))"
+    )
+    channel = f" AND id = {int(scope.channel_id)}" if scope.channel_id is not None else ""
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW v_channels AS SELECT * FROM channels WHERE brand_id = {b}"
+        f"{channel}"
+    )
+    # First touch: the channel of the earliest connection, ties to the smallest channel id.
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW v_acquisition AS "
+        "SELECT customer_id, channel_id, created_at AS acquired_at FROM ("
+        " SELECT customer_id, channel_id, created_at, row_number() OVER ("
+        "  PARTITION BY customer_id ORDER BY created_at, channel_id NULLS LAST) AS rn"
+        f" FROM connections WHERE brand_id = {b} AND customer_id IS NOT NULL) WHERE rn = 1"
+    )
+    conn_filter, order_filter, customer_filter = [], [], []
+    if scope.store_ids is not None:
+        ids = _ids(scope.store_ids)
+        conn_filter.append(
+            f"(staff_id IN (SELECT id FROM staff WHERE store_id IN ({ids})) OR "
+            f"group_id IN (SELECT id FROM groups WHERE store_id IN ({ids})))"
+        )
+        order_filter.append(f"store_id IN ({ids})")
+    if scope.channel_id is not None:
+        acquired = (
+            "customer_id IN (SELECT customer_id FROM v_acquisition "
+            f"WHERE channel_id = {int(scope.channel_id)})"
+        )
+        conn_filter.append(acquired)
+        order_filter.append(acquired)
+        customer_filter.append(acquired)
+
+    def where(extra: list[str]) -> str:
+        return "".join(f" AND {e}" for e in extra)
+
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW v_connections AS SELECT * FROM connections "
+        f"WHERE brand_id = {b}{where(conn_filter)}"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW v_orders AS SELECT id, customer_id, store_id, platform, "
+        "created_at, amount_fen, coalesce(refund_fen, 0) AS refund_fen, status, "
+        "status = 'cancelled' AS cancelled, "
+        "status <> 'cancelled' AND coalesce(refund_fen, 0) < amount_fen AS paid "
+        f"FROM orders WHERE brand_id = {b}{where(order_filter)}"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW v_first_connection AS SELECT customer_id, "
+        "min(created_at) AS first_at FROM v_connections WHERE customer_id IS NOT NULL "
+        "GROUP BY customer_id"
+    )
+    live = (
+        f"SELECT id AS customer_id FROM customers WHERE brand_id = {b} AND merged_into_id IS NULL"
+    )
+    if scope.filtered:
+        live += (
+            " AND id IN (SELECT customer_id FROM v_connections UNION "
+            "SELECT customer_id FROM v_orders)"
+        )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW v_customers AS {live}")
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW v_referrals AS SELECT * FROM referrals "
+        f"WHERE brand_id = {b} AND referrer_customer_id IS NOT NULL "
+        "AND invitee_customer_id IS NOT NULL AND referrer_customer_id <> invitee_customer_id"
+    )
+    survey_filter = (
+        ["customer_id IN (SELECT customer_id FROM v_customers)"] if scope.filtered else []
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW v_surveys AS SELECT * FROM surveys "
+        f"WHERE brand_id = {b}{where(survey_filter)}"
+    )
