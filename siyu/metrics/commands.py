@@ -15,7 +15,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from siyu.clikit import console, fail, settings
+from siyu.clikit import console, err, fail, settings
 from siyu.config import Settings
 from siyu.metrics import clv, render
 from siyu.metrics import cohorts as cohort_tables
@@ -320,9 +320,7 @@ def clv_fit(
     wh = _open(s)
     summary, period = _clv_summary(s, wh, as_of)
     started = time.perf_counter()
-    bg = clv.fit_bgnbd(summary["frequency"], summary["recency"], summary["t"])
-    repeat = summary["frequency"] > 0
-    gg = clv.fit_gamma_gamma(summary["frequency"][repeat], summary["monetary"][repeat])
+    bg, gg = _fit(summary)
     seconds = time.perf_counter() - started
     fits = {"bgnbd": bg, "gamma_gamma": gg}
     if as_json:
@@ -370,9 +368,9 @@ def clv_predict(
         raise fail("--discount: a monthly rate such as 0.01 (1 %)")
     wh = _open(s)
     summary, period = _clv_summary(s, wh, as_of)
-    bg = clv.fit_bgnbd(summary["frequency"], summary["recency"], summary["t"])
-    repeat = summary["frequency"] > 0
-    gg = clv.fit_gamma_gamma(summary["frequency"][repeat], summary["monetary"][repeat])
+    bg, gg = _fit(summary)
+    if not (bg.converged and gg.converged):
+        err.print("[yellow]warning:[/yellow] a model did not converge; see `siyu clv fit`")
     pred = clv.predict_clv(
         bg.params,
         gg.params,
@@ -402,6 +400,21 @@ def clv_predict(
         f"mean pLTV ¥{pred.clv.mean() / 100:,.2f}, total ¥{pred.clv.sum() / 100:,.2f}, "
         f"mean P(alive) {pred.probability_alive.mean():.1%}"
     )
+
+
+def _fit(summary: dict[str, np.ndarray]) -> tuple[clv.BgNbdFit, clv.GammaGammaFit]:
+    """BG/NBD on every buyer, Gamma-Gamma on repeat buyers; model errors become messages."""
+    repeat = summary["frequency"] > 0
+    try:
+        bg = clv.fit_bgnbd(
+            frequency=summary["frequency"], recency=summary["recency"], T=summary["t"]
+        )
+        gg = clv.fit_gamma_gamma(
+            frequency=summary["frequency"][repeat], monetary_value=summary["monetary"][repeat]
+        )
+    except ValueError as e:
+        raise fail(f"cannot fit the pLTV models on this history: {e}") from None
+    return bg, gg
 
 
 def _clv_summary(

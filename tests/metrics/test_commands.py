@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,57 @@ def test_cohorts_reject_unknown_metric(data_dir: Path) -> None:
 def test_clv_fit_needs_enough_buyers(data_dir: Path) -> None:
     result = siyu(data_dir, "clv", "fit", "--as-of", brand.TO)
     assert result.exit_code == 2 and "too few to fit" in result.output
+
+
+def test_clv_fit_and_predict_on_a_buying_base(tmp_path: Path) -> None:
+    # 120 buyers drawn from BG/NBD's own story: Poisson buying at a rate λ ~ Gamma while
+    # alive, dropping out after each purchase with probability p ~ Beta; spend per customer ~ Gamma.
+    rng = random.Random(5)
+    lines = ["order_id,platform,id_type,id_value,created_at,amount_fen,status"]
+    start = date(2025, 1, 1)
+    purchase_days: dict[int, set[int]] = {}
+    for i in range(120):
+        rate, p, mean_spend = (
+            rng.gammavariate(2, 0.05),
+            rng.betavariate(1, 3),
+            rng.gammavariate(6, 600),
+        )
+        t, k = 0.0, 0
+        while t < 150:
+            spend = round(rng.gammavariate(8, mean_spend / 8)) + 1
+            lines.append(
+                f"O{i}-{k},mp,phone,1390000{i:04d},{start + timedelta(days=int(t))} 12:00,"
+                f"{spend},paid"
+            )
+            purchase_days.setdefault(i, set()).add(int(t))
+            k += 1
+            if rng.random() < p:
+                break
+            t += rng.expovariate(rate)
+    src = write_dir(tmp_path / "in", {"orders.csv": "\n".join(lines) + "\n"})
+    data = tmp_path / "data"
+    assert runner.invoke(app, ["--data-dir", str(data), "import", str(src)]).exit_code == 0
+    fit = siyu(data, "clv", "fit", "--as-of", "2025-06-01", "--json")
+    assert fit.exit_code == 0, fit.output
+    params = json.loads(fit.stdout)
+    assert params["bgnbd"]["customers"] == 120
+    # Same-day orders are one purchase: Gamma-Gamma sees customers with a second purchase day.
+    repeaters = sum(1 for days in purchase_days.values() if len(days) > 1)
+    assert params["gamma_gamma"]["customers"] == repeaters
+    assert params["bgnbd"]["converged"] and params["gamma_gamma"]["converged"]
+    assert all(v > 0 for v in params["bgnbd"]["params"].values())
+    out = tmp_path / "pltv.csv"
+    pred = siyu(
+        data, "clv", "predict", "--as-of", "2025-06-01", "--horizon", "6", "--out", str(out)
+    )
+    assert pred.exit_code == 0, pred.output
+    rows = out.read_text().splitlines()
+    assert rows[0] == "customer_id,expected_purchases,probability_alive,pltv_fen"
+    assert len(rows) == 121
+    values = [[float(x) for x in r.split(",")[1:]] for r in rows[1:]]
+    assert all(
+        0 <= alive <= 1 and purchases >= 0 and pltv >= 0 for purchases, alive, pltv in values
+    )
+    # The customers most likely alive are worth more than those most likely gone.
+    ranked = sorted(values, key=lambda v: v[1])
+    assert sum(v[2] for v in ranked[-20:]) > sum(v[2] for v in ranked[:20])
