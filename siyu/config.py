@@ -46,6 +46,17 @@ class Settings(BaseSettings):
     # SPEC §4: an identifier value carried by more than K records of one source merges nothing.
     k_guard: int = 5
     encryption_key: str | None = None
+    # WeCom (企业微信): the corp, a secret with customer-contact (客户联系) permission, and the
+    # callback's Token / EncodingAESKey. wecom_api_base points at WeCom or at `siyu wecom-sim`.
+    wecom_corp_id: str | None = None
+    wecom_secret: str | None = None
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    wecom_callback_token: str | None = None
+    wecom_encoding_aes_key: str | None = None
+    # A callback whose timestamp is further than this from our clock is refused (replay guard).
+    wecom_callback_max_skew_seconds: int = 300
+    wecom_requests_per_second: float = 20.0
+    wecom_timeout_seconds: float = 10.0
 
     @classmethod
     def settings_customise_sources(
