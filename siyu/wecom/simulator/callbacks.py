@@ -93,21 +93,30 @@ class CallbackSender:
         with self._lock:
             self._held = []
 
-    def release(self) -> None:
+    def release(self, count: int | None = None) -> None:
+        """Send the held events (newest first under `reorder`); with `count`, only that many
+        and keep holding the rest — a later part of the batch arrives after processing ran."""
         with self._lock:
-            held, self._held = self._held or [], None
-        self._send_batch(held)
+            held = list(self._held or [])
+            if self.faults.reorder:
+                held.reverse()
+            now, rest = (held, []) if count is None else (held[:count], held[count:])
+            if rest:
+                self._held = list(reversed(rest)) if self.faults.reorder else rest
+            else:
+                self._held = None
+        self._send_batch(now, reorder=False)
 
     def deliver(self, events: list[Event]) -> None:
         with self._lock:
             if self._held is not None:
                 self._held.extend(events)
                 return
-        self._send_batch(events)
+        self._send_batch(events, reorder=self.faults.reorder)
 
-    def _send_batch(self, events: list[Event]) -> None:
+    def _send_batch(self, events: list[Event], *, reorder: bool) -> None:
         batch = list(events)
-        if self.faults.reorder:
+        if reorder:
             batch.reverse()
         for event in batch:
             self._count += 1
