@@ -428,25 +428,51 @@ def on_transfer_failed(ctx: Ctx) -> None:
 
 
 def on_chat_changed(ctx: Ctx) -> None:
-    chat_id = ctx.fields.get("ChatId", "")
+    """create/update: the group and its current members from groupchat/get, then the change
+    the event itself names (MemChangeList at CreateTime), which holds even when processed late;
+    dismiss: every membership ends."""
+    f = ctx.fields
+    chat_id = f.get("ChatId", "")
     if not chat_id:
         raise ValueError("the event names no ChatId")
-    if ctx.fields.get("ChangeType") == "dismiss":
-        snapshot = None
-    else:
+    snapshot = None
+    if f.get("ChangeType") != "dismiss":
         try:
             snapshot = ctx.client.groupchat_get(chat_id=chat_id)
         except WeComUnavailable:
             raise
         except WeComError as e:
             if e.errcode != CHAT_NOT_FOUND:
-                raise
-            snapshot = None  # dismissed since: a later dismiss event ends the memberships
+                raise  # dismissed since: its dismiss event ends the memberships
+    changed = [m for m in (f.get("MemChangeList") or "").split(",") if _is_external(m)]
     with ctx.engine.begin() as conn:
         if snapshot is not None:
             _apply_group_snapshot(conn, ctx, snapshot)
-        elif ctx.fields.get("ChangeType") == "dismiss":
-            _end_memberships(conn, ctx, chat_id, keep=set(), ended_by="staff")
+        group_id = _group_id(conn, ctx.brand_id, chat_id)
+        if group_id is None:
+            return
+        if f.get("ChangeType") == "dismiss":
+            _end_memberships(conn, ctx, chat_id, group_id, None, ended_by="staff")
+        elif f.get("UpdateDetail") == "add_member":
+            for ext in changed:
+                _open_membership(
+                    conn, ctx, chat_id, group_id, ext, ctx.create_time, f.get("JoinScene")
+                )
+        elif f.get("UpdateDetail") == "del_member":
+            quit_by = "staff" if f.get("QuitScene") == "1" else "customer"
+            _end_memberships(conn, ctx, chat_id, group_id, set(changed), ended_by=quit_by)
+
+
+def _is_external(member_id: str) -> bool:
+    # WeCom's external userids start with wm (WeChat users) or wo; staff userids never do.
+    return member_id.startswith(("wm", "wo"))
+
+
+def _group_id(conn: Connection, brand_id: int, chat_id: str) -> int | None:
+    g = ChatGroup
+    return conn.execute(
+        select(g.id).where(g.brand_id == brand_id, g.code == chat_id)
+    ).scalar_one_or_none()
 
 
 def _apply_group_snapshot(conn: Connection, ctx: Ctx, chat: dict[str, Any]) -> None:
@@ -454,9 +480,7 @@ def _apply_group_snapshot(conn: Connection, ctx: Ctx, chat: dict[str, Any]) -> N
         conn, brand_id=ctx.brand_id, userid=str(chat["owner"])
     )
     g = ChatGroup
-    group_id = conn.execute(
-        select(g.id).where(g.brand_id == ctx.brand_id, g.code == chat["chat_id"])
-    ).scalar_one_or_none()
+    group_id = _group_id(conn, ctx.brand_id, str(chat["chat_id"]))
     values = {"name": chat.get("name") or chat["chat_id"], "owner_staff_id": owner}
     if group_id is None:
         group_id = conn.execute(
@@ -471,11 +495,10 @@ def _apply_group_snapshot(conn: Connection, ctx: Ctx, chat: dict[str, Any]) -> N
         ).scalar_one()
     else:
         conn.execute(update(g).where(g.id == group_id).values(**values))
-    members = [m for m in chat.get("member_list") or [] if int(m.get("type", 0)) == 2]
-    present = set()
-    for m in members:
+    for m in chat.get("member_list") or []:
+        if int(m.get("type", 0)) != 2:
+            continue  # staff members are not customers
         ext = str(m["userid"])
-        present.add(ext)
         upsert_record(
             conn,
             brand_id=ctx.brand_id,
@@ -485,51 +508,68 @@ def _apply_group_snapshot(conn: Connection, ctx: Ctx, chat: dict[str, Any]) -> N
             name=m.get("name") or None,
         )
         joined = datetime.fromtimestamp(int(m.get("join_time", 0)), UTC)
-        c = ConnectionRow
-        open_now = conn.execute(
-            select(c.id).where(
-                c.brand_id == ctx.brand_id,
-                c.kind == "group_member",
-                c.group_id == group_id,
-                c.id_type == "external_userid",
-                c.id_value == ext,
-                c.ended_at.is_(None),
-            )
-        ).first()
-        if open_now is None:
-            connection_service.upsert(
-                conn,
-                brand_id=ctx.brand_id,
-                kind="group_member",
-                id_type="external_userid",
-                id_value=ext,
-                group_id=group_id,
-                created_at=joined,
-            )
-            _emit(
-                conn,
-                ctx,
-                "wecom.group_joined",
-                subject=ext,
-                payload={
-                    "chat_id": chat["chat_id"],
-                    "external_userid": ext,
-                    "join_scene": m.get("join_scene"),
-                },
-            )
-    quit_by = "staff" if ctx.fields.get("QuitScene") == "1" else "customer"
-    _end_memberships(conn, ctx, str(chat["chat_id"]), keep=present, ended_by=quit_by)
+        _open_membership(
+            conn, ctx, str(chat["chat_id"]), group_id, ext, joined, m.get("join_scene")
+        )
+
+
+def _open_membership(
+    conn: Connection,
+    ctx: Ctx,
+    chat_id: str,
+    group_id: int,
+    ext: str,
+    joined: datetime,
+    join_scene: object,
+) -> None:
+    """A membership from `joined`, unless one is open already or one covers that instant."""
+    c = ConnectionRow
+    covering = conn.execute(
+        select(c.id).where(
+            c.brand_id == ctx.brand_id,
+            c.kind == "group_member",
+            c.group_id == group_id,
+            c.id_type == "external_userid",
+            c.id_value == ext,
+            c.created_at <= joined,
+            (c.ended_at.is_(None)) | (c.ended_at > joined),
+        )
+    ).first()
+    if covering is not None:
+        return
+    connection_service.upsert(
+        conn,
+        brand_id=ctx.brand_id,
+        kind="group_member",
+        id_type="external_userid",
+        id_value=ext,
+        group_id=group_id,
+        created_at=joined,
+    )
+    _emit(
+        conn,
+        ctx,
+        "wecom.group_joined",
+        subject=ext,
+        payload={
+            "chat_id": chat_id,
+            "external_userid": ext,
+            "join_scene": join_scene,
+        },
+    )
 
 
 def _end_memberships(
-    conn: Connection, ctx: Ctx, chat_id: str, *, keep: set[str], ended_by: str
+    conn: Connection,
+    ctx: Ctx,
+    chat_id: str,
+    group_id: int,
+    members: set[str] | None,
+    *,
+    ended_by: str,
 ) -> None:
-    g, c = ChatGroup, ConnectionRow
-    group_id = conn.execute(
-        select(g.id).where(g.brand_id == ctx.brand_id, g.code == chat_id)
-    ).scalar_one_or_none()
-    if group_id is None:
-        return
+    """End the open memberships of `members` (all when None) that began before the event."""
+    c = ConnectionRow
     open_rows = conn.execute(
         select(c.id, c.id_value, c.created_at).where(
             c.brand_id == ctx.brand_id,
@@ -539,7 +579,9 @@ def _end_memberships(
         )
     ).all()
     for row in open_rows:
-        if row.id_value in keep or row.created_at > ctx.create_time:
+        if (
+            members is not None and row.id_value not in members
+        ) or row.created_at > ctx.create_time:
             continue
         connection_service.end(
             conn, connection_id=row.id, ended_at=ctx.create_time, ended_by=ended_by
