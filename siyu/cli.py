@@ -21,6 +21,7 @@ from siyu.identity.normalize import InvalidIdentifier, parse_key
 from siyu.imports import service as import_service
 from siyu.imports.reader import FileUnreadable
 from siyu.runtime import open_brand
+from siyu.wecom.cli import wecom_app, wecom_sim
 
 app = typer.Typer(
     help="Siyu (私域): one owned customer base for a consumer brand.",
@@ -33,6 +34,8 @@ identity_app = typer.Typer(
 )
 app.add_typer(customer_app, name="customer")
 app.add_typer(identity_app, name="identity")
+app.add_typer(wecom_app, name="wecom")
+app.command(name="wecom-sim")(wecom_sim)
 console = Console()
 err = Console(stderr=True)
 
