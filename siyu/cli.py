@@ -23,6 +23,7 @@ from siyu.imports.reader import FileUnreadable
 from siyu.metrics import commands as metric_commands
 from siyu.runtime import open_brand
 from siyu.warehouse import commands as warehouse_commands
+from siyu.wecom.cli import wecom_app, wecom_sim
 
 app = typer.Typer(
     help="Siyu (私域): one owned customer base for a consumer brand.",
@@ -39,6 +40,8 @@ app.add_typer(warehouse_commands.app, name="warehouse")
 app.add_typer(metric_commands.metrics_app, name="metrics")
 app.add_typer(metric_commands.clv_app, name="clv")
 app.command("cohorts")(metric_commands.cohorts)
+app.add_typer(wecom_app, name="wecom")
+app.command(name="wecom-sim")(wecom_sim)
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Data directory (default ./siyu-data).")

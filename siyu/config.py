@@ -50,6 +50,18 @@ class Settings(BaseSettings):
     # SIYU_METRIC__T1=45.
     metric: dict[str, int] = Field(default_factory=dict)
 
+    # WeCom (企业微信): the corp, a secret with customer-contact (客户联系) permission, and the
+    # callback's Token / EncodingAESKey. wecom_api_base points at WeCom or at `siyu wecom-sim`.
+    wecom_corp_id: str | None = None
+    wecom_secret: str | None = None
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    wecom_callback_token: str | None = None
+    wecom_encoding_aes_key: str | None = None
+    # A callback whose timestamp is further than this from our clock is refused (replay guard).
+    wecom_callback_max_skew_seconds: int = 300
+    wecom_requests_per_second: float = 20.0
+    wecom_timeout_seconds: float = 10.0
+
     @property
     def metric_constants(self):  # type: ignore[no-untyped-def]
         from siyu.metrics.constants import Constants

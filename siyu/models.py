@@ -22,6 +22,14 @@ from siyu.orgs.models import Brand, OrgUnit, Store
 from siyu.referral.models import Referral
 from siyu.staff.models import Staff
 from siyu.tags.models import CustomerTag, Tag, TagGroup
+from siyu.wecom.models import (
+    WeComAccessToken,
+    WeComCallbackEvent,
+    WeComCallbackNonce,
+    WeComContactTag,
+    WeComContactWay,
+    WeComWelcome,
+)
 
 __all__ = [
     "Base",
@@ -54,4 +62,10 @@ __all__ = [
     "SurveyResponse",
     "Tag",
     "TagGroup",
+    "WeComAccessToken",
+    "WeComCallbackEvent",
+    "WeComCallbackNonce",
+    "WeComContactTag",
+    "WeComContactWay",
+    "WeComWelcome",
 ]

@@ -1,0 +1,124 @@
+"""The WeCom callback URL (回调URL): URL verification (GET) and encrypted events (POST).
+
+Mount `router` into the main app and put a `CallbackContext` on `app.state.wecom_callback`
+(`install` does both); `create_callback_app(settings)` is a stand-alone app for tests and the
+simulator. The POST handler verifies, stores and answers; processing is `siyu.wecom.events`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse, Response
+from sqlalchemy import Engine
+
+from siyu.config import Settings
+from siyu.wecom.crypto import CallbackCipher, WeComCryptoError
+from siyu.wecom.inbox import CallbackRejected, accept_callback
+
+log = logging.getLogger(__name__)
+
+CALLBACK_PATH = "/wecom/callback"
+
+
+@dataclass(frozen=True)
+class CallbackContext:
+    engine: Engine
+    brand_id: int
+    cipher: CallbackCipher
+    max_skew_seconds: int = 300
+
+
+def callback_context(settings: Settings, *, engine: Engine, brand_id: int) -> CallbackContext:
+    if not (
+        settings.wecom_corp_id and settings.wecom_callback_token and settings.wecom_encoding_aes_key
+    ):
+        raise ValueError(
+            "The WeCom callback is not configured: set SIYU_WECOM_CORP_ID, "
+            "SIYU_WECOM_CALLBACK_TOKEN and SIYU_WECOM_ENCODING_AES_KEY (the Token and "
+            "EncodingAESKey entered in WeCom's callback settings)."
+        )
+    cipher = CallbackCipher(
+        token=settings.wecom_callback_token,
+        encoding_aes_key=settings.wecom_encoding_aes_key,
+        receive_id=settings.wecom_corp_id,
+    )
+    return CallbackContext(engine, brand_id, cipher, settings.wecom_callback_max_skew_seconds)
+
+
+def get_context(request: Request) -> CallbackContext:
+    ctx = getattr(request.app.state, "wecom_callback", None)
+    if ctx is None:
+        raise RuntimeError("app.state.wecom_callback is not set: use siyu.wecom.callback.install")
+    return ctx
+
+
+router = APIRouter(tags=["wecom"])
+
+
+@router.get(CALLBACK_PATH)
+def verify_url(
+    msg_signature: str = Query(...),
+    timestamp: str = Query(...),
+    nonce: str = Query(...),
+    echostr: str = Query(...),
+    ctx: CallbackContext = Depends(get_context),
+) -> Response:
+    """WeCom checks the URL when it is saved: answer the decrypted echostr, verbatim."""
+    try:
+        echo = ctx.cipher.verify_url(
+            msg_signature=msg_signature, timestamp=timestamp, nonce=nonce, echostr=echostr
+        )
+    except WeComCryptoError as e:
+        log.warning("WeCom URL verification rejected: %s", e)
+        return PlainTextResponse("forbidden", status_code=403)
+    return PlainTextResponse(echo)
+
+
+@router.post(CALLBACK_PATH)
+async def receive_event(
+    request: Request,
+    msg_signature: str = Query(...),
+    timestamp: str = Query(...),
+    nonce: str = Query(...),
+    ctx: CallbackContext = Depends(get_context),
+) -> Response:
+    """Store the event and answer at once (WeCom waits 5 s, then retries)."""
+    body = await request.body()
+    try:
+        await run_in_threadpool(
+            accept_callback,
+            ctx.engine,
+            brand_id=ctx.brand_id,
+            cipher=ctx.cipher,
+            msg_signature=msg_signature,
+            timestamp=timestamp,
+            nonce=nonce,
+            body=body,
+            max_skew_seconds=ctx.max_skew_seconds,
+        )
+    except CallbackRejected as e:
+        return PlainTextResponse(e.reason, status_code=e.status)
+    return PlainTextResponse("")
+
+
+def install(app: FastAPI, ctx: CallbackContext) -> None:
+    """Mount the callback router on `app` with its context."""
+    app.state.wecom_callback = ctx
+    app.include_router(router)
+
+
+def create_callback_app(
+    settings: Settings, *, engine: Engine | None = None, brand_id: int | None = None
+) -> FastAPI:
+    """A stand-alone app serving only the callback URL (tests, `siyu wecom-sim` demos)."""
+    if engine is None or brand_id is None:
+        from siyu.runtime import open_brand
+
+        engine, brand_id = open_brand(settings)
+    app = FastAPI(title="Siyu WeCom callback", docs_url=None, redoc_url=None, openapi_url=None)
+    install(app, callback_context(settings, engine=engine, brand_id=brand_id))
+    return app

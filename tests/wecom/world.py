@@ -1,0 +1,82 @@
+"""A simulated corp and a Siyu brand wired together over real HTTP on localhost.
+
+Two uvicorn threads: the WeCom simulator (API) and Siyu's callback app. The simulator delivers
+encrypted callbacks to the callback app; Siyu's client calls the simulator's API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, text
+
+from siyu.config import Settings
+from siyu.runtime import open_brand
+from siyu.wecom.callback import CALLBACK_PATH, create_callback_app
+from siyu.wecom.client import RetryPolicy, WeComClient
+from siyu.wecom.simulator import (
+    ApiFaults,
+    CallbackFaults,
+    CallbackSender,
+    FaultInjector,
+    ServerThread,
+    Simulator,
+    create_app,
+)
+from siyu.wecom.tokens import DbTokenStore
+from tests.wecom.helpers import AES_KEY, CORP_ID, SECRET, TOKEN, wecom_settings
+
+
+@dataclass
+class World:
+    settings: Settings
+    engine: Engine
+    brand_id: int
+    sim: Simulator
+    injector: FaultInjector
+    sender: CallbackSender
+    client: WeComClient
+
+    def rows(self, sql: str, **params: object) -> list[tuple]:
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql), {"b": self.brand_id, **params})]
+
+
+@contextmanager
+def world(
+    settings: Settings,
+    *,
+    api_faults: ApiFaults | None = None,
+    callback_faults: CallbackFaults | None = None,
+    client_timeout: float = 5.0,
+) -> Iterator[World]:
+    engine, brand_id = open_brand(wecom_settings(settings))
+    callback_app = create_callback_app(wecom_settings(settings), engine=engine, brand_id=brand_id)
+    with ServerThread(callback_app) as receiver:
+        sender = CallbackSender(
+            url=receiver.url + CALLBACK_PATH,
+            token=TOKEN,
+            encoding_aes_key=AES_KEY,
+            corp_id=CORP_ID,
+            faults=callback_faults,
+        )
+        sim = Simulator(corp_id=CORP_ID, secret=SECRET, sender=sender)
+        injector = FaultInjector(api_faults)
+        with ServerThread(create_app(sim, injector)) as wecom:
+            client = WeComClient(
+                corp_id=CORP_ID,
+                secret=SECRET,
+                base_url=wecom.url,
+                token_store=DbTokenStore(engine),
+                requests_per_second=1000,
+                retry=RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.05),
+                timeout=client_timeout,
+            )
+            try:
+                yield World(settings, engine, brand_id, sim, injector, sender, client)
+            finally:
+                client.close()
+                sender.close()
+    engine.dispose()
