@@ -84,6 +84,8 @@ MONEY = {
 
 
 def label(key: str, lang: str) -> str:
+    if key.startswith("w") and key[1:].isdigit():  # conversion window, e.g. w30
+        return f"{key[1:]}日内转化" if lang == "zh" else f"within {key[1:]} days"
     zh, en = LABELS.get(key, (key, key))
     return zh if lang == "zh" else en
 

@@ -186,3 +186,45 @@ def test_clv_summary_from_paid_purchase_days(small_brand) -> None:  # type: igno
     rows = sorted(zip(cols["frequency"], cols["recency"], cols["t"], cols["monetary"], strict=True))
     assert len(rows) == 3  # P1, P3, P5 paid before `to`
     assert rows[-1] == pytest.approx((1, 2 / 7, 27 / 7, 2500))
+
+
+LOYAL_BRAND = {
+    "records.csv": "record_id,source,phone\n"
+    + "".join(f"r{i},pos,1380000010{i}\n" for i in range(1, 6)),
+    "orders.csv": "order_id,platform,id_type,id_value,created_at,amount_fen,status,refund_fen\n"
+    # A: four paid orders inside the 30 days before 08-01 (07-02 is the first such day).
+    "A1,mp,phone,13800000101,2025-07-02 00:10,100,paid,\n"
+    "A2,mp,phone,13800000101,2025-07-10 10:00,100,paid,\n"
+    "A3,mp,phone,13800000101,2025-07-20 10:00,100,paid,\n"
+    "A4,mp,phone,13800000101,2025-07-31 23:00,100,paid,\n"
+    # B: four orders, but one on 07-01 23:59 (31 days back) and one fully refunded.
+    "B1,mp,phone,13800000102,2025-07-01 23:59,100,paid,\n"
+    "B2,mp,phone,13800000102,2025-07-10 10:00,100,paid,\n"
+    "B3,mp,phone,13800000102,2025-07-20 10:00,100,refunded,100\n"
+    "B4,mp,phone,13800000102,2025-07-30 10:00,100,paid,\n"
+    # C: three paid orders in 90 days; invitees D (paid) and E (only a cancelled order).
+    "C1,mp,phone,13800000103,2025-05-10 10:00,100,paid,\n"
+    "C2,mp,phone,13800000103,2025-06-10 10:00,100,paid,\n"
+    "C3,mp,phone,13800000103,2025-07-10 10:00,100,paid,\n"
+    "D1,mp,phone,13800000104,2025-07-15 10:00,100,paid,\n"
+    "E1,mp,phone,13800000105,2025-07-15 10:00,100,cancelled,\n",
+    "referrals.csv": "referrer_id_type,referrer_id_value,invitee_id_type,invitee_id_value,"
+    "created_at\n"
+    "phone,13800000103,phone,13800000104,2025-07-01 10:00\n"
+    "phone,13800000103,phone,13800000105,2025-07-01 10:00\n"
+    "phone,13800000101,phone,13800000102,2025-07-01 10:00\n",
+}
+
+
+def test_loyal_and_super_users_at_their_edges(brand_report) -> None:  # type: ignore[no-untyped-def]
+    report = brand_report(LOYAL_BRAND)
+    r = report("2025-07-01", "2025-08-01")
+    assert r["loyal"] == 1  # A; B has only three paid orders inside the window
+    # C has 3 paid orders but one successful referral (E never paid): not yet a super user.
+    assert r["super_users"] == 0
+    with_e = dict(LOYAL_BRAND)
+    with_e["orders.csv"] += "E2,mp,phone,13800000105,2025-07-20 10:00,100,paid,\n"
+    r = brand_report(with_e)("2025-07-01", "2025-08-01")
+    assert r["super_users"] == 1
+    # As of 07-16, E's paid order is in the future: C is not a super user yet.
+    assert brand_report(with_e)("2025-07-01", "2025-07-16")["super_users"] == 0
