@@ -167,7 +167,8 @@ def _friendships(
     created = np.where(people.legacy[who], _growth_times(rng, n, clock), people.acq_s[who])
     channel = _friend_channels(rng, people, who, referrals, created)
     staff = _friend_staff(rng, people, org, who)
-    ended = _endings(rng, created, 0.09, 45, clock)
+    # About one friend in five deletes the guide, most within the first weeks (industry norm).
+    ended = _endings(rng, created, 0.2, 30, clock)
     # Some store-side friends also add the welfare officer for the daily offers.
     extra = (org.staff_store[staff] != NONE) & (rng.random(n) < 0.12)
     extra_created = created + (rng.exponential(20, size=n) * DAY).astype(np.int64)

@@ -125,11 +125,8 @@ def build(
         "guide_assets": {x["staff"]: x["customers"] for x in r.rows("guide_assets")},
         "triangle": {
             "reach_rate": triangle["reach_rate"],
-            "property_power": (
-                None
-                if triangle["reach_rate"] is None
-                else triangle["pool"] * triangle["reach_rate"]
-            ),
+            # pool × reach rate, i.e. the reached customers themselves (exact, no float noise)
+            "property_power": None if triangle["reach_rate"] is None else triangle["reached"],
             "single_customer_value": (
                 None if mean_ltv is None or rate is None else mean_ltv * rate
             ),

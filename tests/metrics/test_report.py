@@ -116,7 +116,7 @@ def test_triangle_community_and_satisfaction(report) -> None:  # type: ignore[no
     # Newcomers P2 and P3; P3 was referred → 0.5. Single-customer value = 3000 × 1/3.
     assert report["triangle"] == {
         "reach_rate": 0.5,
-        "property_power": 1.0,
+        "property_power": 1,
         "single_customer_value": pytest.approx(1000.0),
         "referral_rate": 0.5,
     }
