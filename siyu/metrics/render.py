@@ -154,11 +154,12 @@ def print_report(console: Console, report: dict[str, Any], lang: str = "zh") -> 
 def print_cohorts(console: Console, table: Any, lang: str = "zh") -> None:
     unit = {"week": ("周", "week"), "month": ("月", "month")}[table.unit][0 if lang == "zh" else 1]
     t = Table(title=f"{label(table.metric, lang)} · {unit}", title_justify="left")
-    t.add_column("cohort" if lang == "en" else "新客群")
-    t.add_column(label("cohort_size", lang), justify="right")
+    t.add_column("cohort" if lang == "en" else "新客群", no_wrap=True)
+    t.add_column("size" if lang == "en" else "人数", justify="right", no_wrap=True)
     for k in range(table.periods):
-        t.add_column(f"+{k}", justify="right")
+        t.add_column(f"+{k}", justify="right", no_wrap=True)
     for row in table.rows:
         cells = ["" if v is None else f"{v:.0%}" for v in row["values"]]
-        t.add_row(row["cohort"].isoformat(), f"{row['size']:,}", *cells)
+        name = row["cohort"].strftime("%Y-%m" if table.unit == "month" else "%Y-%m-%d")
+        t.add_row(name, f"{row['size']:,}", *cells)
     console.print(t)
