@@ -12,6 +12,7 @@ from rich.tree import Tree
 from sqlalchemy import Engine
 
 from siyu import clikit, migrate
+from siyu.auth import commands as auth_commands
 from siyu.clikit import State, console, err
 from siyu.config import Settings
 from siyu.customers import service as customer_service
@@ -41,6 +42,7 @@ app.add_typer(metric_commands.metrics_app, name="metrics")
 app.add_typer(metric_commands.clv_app, name="clv")
 app.command("cohorts")(metric_commands.cohorts)
 app.add_typer(wecom_app, name="wecom")
+app.add_typer(auth_commands.app, name="api-token")
 app.command(name="wecom-sim")(wecom_sim)
 
 DataDir = Annotated[
@@ -304,3 +306,18 @@ def demo(
     )
     if summary.failed_files:
         raise typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve the REST API (OpenAPI at /docs) and, when configured, the WeCom callback URL."""
+    import uvicorn
+
+    from siyu.app import create_app
+
+    app_ = create_app(_settings())
+    console.print(f"Siyu API on http://{host}:{port}/api/v1 — OpenAPI at http://{host}:{port}/docs")
+    uvicorn.run(app_, host=host, port=port, log_level="info")

@@ -1,5 +1,6 @@
 """Every table, imported once so SQLAlchemy's metadata (and Alembic) sees the whole model."""
 
+from siyu.auth.models import ApiToken
 from siyu.automation.models import Delivery
 from siyu.channels.models import Channel, ChannelCost, ChannelReach
 from siyu.communities.models import ChatGroup
@@ -32,6 +33,7 @@ from siyu.wecom.models import (
 )
 
 __all__ = [
+    "ApiToken",
     "Base",
     "Brand",
     "Channel",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+
+import duckdb
 
 from siyu.metrics.period import Period
 from siyu.metrics.report import Runner
@@ -42,6 +44,19 @@ class CohortTable:
                 [r["cohort"].isoformat(), r["size"], *("" if v is None else v for v in r["values"])]
             )
         return out.getvalue()
+
+
+def data_end(con: duckdb.DuckDBPyConnection, brand_id: int) -> datetime:
+    """The latest instant the data covers (orders, connections made or ended): checkpoints
+    after it are not yet observable."""
+    row = con.execute(
+        "SELECT epoch_us(greatest("
+        " (SELECT max(created_at) FROM orders WHERE brand_id = $b),"
+        " (SELECT max(greatest(created_at, coalesce(ended_at, created_at))) FROM connections"
+        "  WHERE brand_id = $b)))",
+        {"b": brand_id},
+    ).fetchone()
+    return datetime.fromtimestamp((row[0] or 0) / 1e6 if row else 0, UTC)
 
 
 def build(

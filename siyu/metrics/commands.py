@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -20,6 +20,7 @@ from siyu.config import Settings
 from siyu.metrics import clv, render
 from siyu.metrics import cohorts as cohort_tables
 from siyu.metrics import compare as gmv_compare
+from siyu.metrics import scope as scope_module
 from siyu.metrics.constants import Constants
 from siyu.metrics.period import Period, PeriodError
 from siyu.metrics.report import Runner, build
@@ -55,9 +56,10 @@ def _period(s: Settings, start: str | None, end: str | None, flag: str = "") -> 
     except PeriodError as e:
         msg = str(e).replace("--from", f"--{flag}from").replace("--to", f"--{flag}to")
         raise fail(msg) from None
-    today = datetime.now(ZoneInfo(s.timezone)).date()
-    if period.start_day > today:
-        raise fail(f"--{flag}from {period.start_day} is in the future (today is {today}): no data")
+    try:
+        period.check_started(datetime.now(ZoneInfo(s.timezone)).date())
+    except PeriodError as e:
+        raise fail(str(e).replace("--from", f"--{flag}from")) from None
     return period
 
 
@@ -89,43 +91,10 @@ def resolve_scope(
     regions: list[str] | None,
     channel: str | None,
 ) -> Scope:
-    """Turn store codes, region names and a channel code into a Scope; unknown ones are errors."""
-    store_ids: set[int] | None = None
-    if stores:
-        found = dict(
-            con.execute(
-                "SELECT code, id FROM stores WHERE brand_id = ? AND list_contains(?, code)",
-                [brand_id, stores],
-            ).fetchall()
-        )
-        unknown = [c for c in stores if c not in found]
-        if unknown:
-            raise fail(f"--store: unknown store code {unknown[0]!r}")
-        store_ids = set(found.values())
-    if regions:
-        rows = con.execute(
-            "SELECT region, id FROM stores WHERE brand_id = ? AND list_contains(?, region)",
-            [brand_id, regions],
-        ).fetchall()
-        unknown = [r for r in regions if r not in {row[0] for row in rows}]
-        if unknown:
-            raise fail(f"--region: unknown region {unknown[0]!r}")
-        ids = {row[1] for row in rows}
-        store_ids = ids if store_ids is None else store_ids & ids
-    channel_id = None
-    if channel is not None:
-        row = con.execute(
-            "SELECT id FROM channels WHERE brand_id = ? AND code = ?", [brand_id, channel]
-        ).fetchone()
-        if row is None:
-            raise fail(f"--channel: unknown channel code {channel!r}")
-        channel_id = int(row[0])
-    return Scope(
-        brand_id,
-        timezone,
-        tuple(sorted(store_ids)) if store_ids is not None else None,
-        channel_id,
-    )
+    try:
+        return scope_module.resolve(con, brand_id, timezone, stores, regions, channel)
+    except scope_module.ScopeError as e:
+        raise fail(f"--{e.field}: {e}") from None
 
 
 @metrics_app.callback()
@@ -262,7 +231,7 @@ def cohorts(
     if output not in ("table", "csv", "json"):
         raise fail(f"--output: {output!r} is not table, csv or json")
     wh = _open(s)
-    as_of = _data_end(wh)
+    as_of = cohort_tables.data_end(wh.con, wh.brand_id)
     if start is None or end is None:
         # Default: every cohort, from the first connection to the day after the data ends.
         first = _first_connection_day(wh, s.timezone)
@@ -294,17 +263,6 @@ def _first_connection_day(wh: Warehouse, timezone: str) -> date | None:
         [timezone, wh.brand_id],
     ).fetchone()
     return row[0] if row else None
-
-
-def _data_end(wh: Warehouse) -> datetime:
-    """The latest instant the data covers: checkpoints after it are not yet observable."""
-    row = wh.con.execute(
-        "SELECT epoch_us(greatest(coalesce((SELECT max(created_at) FROM orders WHERE brand_id = $b),"
-        " TIMESTAMPTZ '1970-01-01'), coalesce((SELECT max(greatest(created_at, coalesce(ended_at,"
-        " created_at))) FROM connections WHERE brand_id = $b), TIMESTAMPTZ '1970-01-01')))",
-        {"b": wh.brand_id},
-    ).fetchone()
-    return datetime.fromtimestamp((row[0] if row else 0) / 1e6, UTC)
 
 
 @clv_app.command("fit")

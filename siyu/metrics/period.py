@@ -10,6 +10,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 class PeriodError(ValueError):
     """A period the report cannot be computed for; the message names the argument."""
 
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
 
 @dataclass(frozen=True)
 class Period:
@@ -22,16 +26,27 @@ class Period:
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise PeriodError(f"timezone: unknown time zone {timezone!r}") from None
+            raise PeriodError(f"timezone: unknown time zone {timezone!r}", "timezone") from None
         days = []
         for name, value in (("--from", start), ("--to", end)):
             try:
                 days.append(date.fromisoformat(value))
             except (TypeError, ValueError):
-                raise PeriodError(f"{name}: {value!r} is not a date (YYYY-MM-DD)") from None
+                raise PeriodError(
+                    f"{name}: {value!r} is not a date (YYYY-MM-DD)", name.lstrip("-")
+                ) from None
         if days[0] >= days[1]:
-            raise PeriodError(f"--from {days[0]} must be before --to {days[1]} (to is exclusive)")
+            raise PeriodError(
+                f"--from {days[0]} must be before --to {days[1]} (to is exclusive)", "to"
+            )
         return cls(days[0], days[1], timezone)
+
+    def check_started(self, today: date) -> None:
+        """A period that begins after today has no data yet: say so instead of zeros."""
+        if self.start_day > today:
+            raise PeriodError(
+                f"--from {self.start_day} is in the future (today is {today}): no data", "from"
+            )
 
     def _instant(self, day: date) -> datetime:
         return datetime.combine(day, time(), ZoneInfo(self.timezone)).astimezone(UTC)

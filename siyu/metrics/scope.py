@@ -19,6 +19,14 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 
+class ScopeError(ValueError):
+    """A filter naming a store, region or channel the brand does not have."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class Scope:
     brand_id: int
@@ -114,4 +122,51 @@ def install(con: duckdb.DuckDBPyConnection, scope: Scope) -> None:
     con.execute(
         "CREATE OR REPLACE TEMP VIEW v_surveys AS SELECT * FROM surveys "
         f"WHERE brand_id = {b}{where(survey_filter)}"
+    )
+
+
+def resolve(
+    con: duckdb.DuckDBPyConnection,
+    brand_id: int,
+    timezone: str,
+    stores: list[str] | None,
+    regions: list[str] | None,
+    channel: str | None,
+) -> Scope:
+    """Turn store codes, region names and a channel code into a Scope; unknown ones are errors."""
+    store_ids: set[int] | None = None
+    if stores:
+        found = dict(
+            con.execute(
+                "SELECT code, id FROM stores WHERE brand_id = ? AND list_contains(?, code)",
+                [brand_id, stores],
+            ).fetchall()
+        )
+        unknown = [c for c in stores if c not in found]
+        if unknown:
+            raise ScopeError("store", f"unknown store code {unknown[0]!r}")
+        store_ids = set(found.values())
+    if regions:
+        rows = con.execute(
+            "SELECT region, id FROM stores WHERE brand_id = ? AND list_contains(?, region)",
+            [brand_id, regions],
+        ).fetchall()
+        unknown = [r for r in regions if r not in {row[0] for row in rows}]
+        if unknown:
+            raise ScopeError("region", f"unknown region {unknown[0]!r}")
+        ids = {row[1] for row in rows}
+        store_ids = ids if store_ids is None else store_ids & ids
+    channel_id = None
+    if channel is not None:
+        row = con.execute(
+            "SELECT id FROM channels WHERE brand_id = ? AND code = ?", [brand_id, channel]
+        ).fetchone()
+        if row is None:
+            raise ScopeError("channel", f"unknown channel code {channel!r}")
+        channel_id = int(row[0])
+    return Scope(
+        brand_id,
+        timezone,
+        tuple(sorted(store_ids)) if store_ids is not None else None,
+        channel_id,
     )

@@ -1,0 +1,67 @@
+"""The FastAPI application: REST API under /api/v1 (OpenAPI at /docs) and the WeCom callback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+
+from siyu import api_errors
+from siyu.api_errors import ApiError
+from siyu.auth import service as tokens
+from siyu.config import Settings
+from siyu.runtime import open_brand
+
+bearer = HTTPBearer(auto_error=False)
+
+
+@dataclass(frozen=True)
+class Caller:
+    brand_id: int
+    integration: str
+
+
+@dataclass(frozen=True)
+class AppContext:
+    settings: Settings
+    engine: Engine
+    brand_id: int
+
+
+def context(request: Request) -> AppContext:
+    return request.app.state.siyu
+
+
+def caller(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> Caller:
+    """The integration behind the bearer token; 401 without a live one."""
+    if credentials is None:
+        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>")
+    ctx = context(request)
+    with ctx.engine.begin() as conn:
+        found = tokens.check(conn, credentials.credentials)
+    if found is None or found[0] != ctx.brand_id:
+        raise ApiError(401, "unauthenticated", "unknown or revoked token")
+    return Caller(*found)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    from siyu.metrics.api import router as metrics_router
+
+    engine, brand_id = open_brand(settings)
+    app = FastAPI(
+        title="Siyu 私域 API",
+        version="1",
+        description="Customers, metrics and operations of one brand's private domain.",
+    )
+    app.state.siyu = AppContext(settings, engine, brand_id)
+    api_errors.install(app)
+    app.include_router(metrics_router, prefix="/api/v1", dependencies=[Depends(caller)])
+    if settings.wecom_callback_token and settings.wecom_encoding_aes_key:
+        from siyu.wecom import callback
+
+        callback.install(app, callback.callback_context(settings, engine=engine, brand_id=brand_id))
+    return app

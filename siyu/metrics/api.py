@@ -1,0 +1,119 @@
+"""`/api/v1/metrics`: the same report, comparison and cohorts as the CLI, as JSON."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
+
+from siyu.api_errors import ApiError
+from siyu.app import AppContext, context
+from siyu.metrics import cohorts as cohort_tables
+from siyu.metrics import compare as gmv_compare
+from siyu.metrics.period import Period, PeriodError
+from siyu.metrics.report import Runner, build
+from siyu.metrics.scope import Scope, ScopeError, resolve
+from siyu.warehouse import duck
+from siyu.warehouse.sync import sync
+
+router = APIRouter(tags=["metrics"])
+
+Day = Annotated[date, Query(description="YYYY-MM-DD, brand-local")]
+Codes = Annotated[list[str] | None, Query()]
+
+
+def _period(ctx: AppContext, start: date, end: date, prefix: str = "") -> Period:
+    try:
+        period = Period.parse(start.isoformat(), end.isoformat(), ctx.settings.timezone)
+        period.check_started(datetime.now(ZoneInfo(ctx.settings.timezone)).date())
+    except PeriodError as e:
+        raise ApiError(422, "invalid", str(e).replace("--", prefix), prefix + e.field) from None
+    return period
+
+
+def _run(ctx: AppContext, stores: list[str] | None, regions: list[str] | None,
+         channel: str | None, work: Any) -> Any:  # fmt: skip
+    """Sync the warehouse, resolve the filters, and run `work(con, scope)` in one connection."""
+    con = duck.connect(ctx.settings.duckdb_path)
+    try:
+        sync(con, ctx.engine, ctx.brand_id)
+        try:
+            scope = resolve(con, ctx.brand_id, ctx.settings.timezone, stores, regions, channel)
+        except ScopeError as e:
+            raise ApiError(422, "unknown", str(e), e.field) from None
+        return work(con, scope)
+    finally:
+        con.close()
+
+
+@router.get("/metrics", summary="The SPEC §5 metrics report (DATA_FORMAT.md)")
+async def metrics(
+    start: Annotated[date, Query(alias="from", description="First day, YYYY-MM-DD")],
+    end: Annotated[date, Query(alias="to", description="Day after the last (exclusive)")],
+    store: Codes = None,
+    region: Codes = None,
+    channel: str | None = None,
+    ctx: AppContext = Depends(context),
+) -> dict[str, Any]:
+    period = _period(ctx, start, end)
+    constants = ctx.settings.metric_constants
+    return await run_in_threadpool(
+        _run, ctx, store, region, channel,
+        lambda con, scope: build(con, scope, period, constants),
+    )  # fmt: skip
+
+
+@router.get("/metrics/compare", summary="GMV gap attribution between two periods (SPEC §5.6)")
+async def compare(
+    start: Annotated[date, Query(alias="from")],
+    end: Annotated[date, Query(alias="to")],
+    vs_from: Annotated[date, Query(alias="vs_from")],
+    vs_to: Annotated[date, Query(alias="vs_to")],
+    store: Codes = None,
+    region: Codes = None,
+    channel: str | None = None,
+    ctx: AppContext = Depends(context),
+) -> dict[str, Any]:
+    current, baseline = _period(ctx, start, end), _period(ctx, vs_from, vs_to, "vs_")
+
+    def work(con: Any, scope: Scope) -> dict[str, Any]:
+        try:
+            a = gmv_compare.Factors.from_report(
+                Runner(con, scope, current).one("gmv_decomposition"), "from/to"
+            )
+            b = gmv_compare.Factors.from_report(
+                Runner(con, scope, baseline).one("gmv_decomposition"), "vs_from/vs_to"
+            )
+        except gmv_compare.CompareError as e:
+            raise ApiError(422, "not_comparable", str(e), None) from None
+        return gmv_compare.attribute(a, b)
+
+    return await run_in_threadpool(_run, ctx, store, region, channel, work)
+
+
+@router.get("/cohorts", summary="First-connection cohort table (SPEC §5.3–5.5)")
+async def cohorts(
+    start: Annotated[date, Query(alias="from")],
+    end: Annotated[date, Query(alias="to")],
+    by: Annotated[str, Query(pattern="^(week|month)$")] = "month",
+    metric: Annotated[str, Query(pattern="^(retention|conversion|repurchase)$")] = "retention",
+    periods: Annotated[int, Query(ge=1, le=60)] = 12,
+    store: Codes = None,
+    region: Codes = None,
+    channel: str | None = None,
+    ctx: AppContext = Depends(context),
+) -> dict[str, Any]:
+    period = _period(ctx, start, end)
+
+    def work(con: Any, scope: Scope) -> dict[str, Any]:
+        as_of_at = cohort_tables.data_end(con, ctx.brand_id)
+        table = cohort_tables.build(
+            Runner(con, scope, period), period, unit=by, metric=metric, periods=periods,
+            as_of=as_of_at,
+        )  # fmt: skip
+        return table.as_json()
+
+    return await run_in_threadpool(_run, ctx, store, region, channel, work)
