@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
@@ -173,6 +175,12 @@ def customer_show(
         except customer_service.CustomerNotFound as e:
             raise _fail(str(e)) from None
         view = customer_service.get_view(conn, brand_id=brand_id, customer_id=cid)
+    zone = ZoneInfo(settings.timezone)
+
+    def local(at: datetime | None) -> str:
+        """Brand-local time, to the minute: how an operator reads a timestamp."""
+        return at.astimezone(zone).strftime("%Y-%m-%d %H:%M") if at else ""
+
     if asked:
         console.print(f"[yellow]Customer {asked} was merged into {cid}.[/yellow]")
     profile = " · ".join(x for x in (view.name, view.gender, view.city) if x)
@@ -205,16 +213,17 @@ def customer_show(
         conns.add_column(col)
     for c in view.connections:
         conns.add_row(
-            *(
-                str(c[k] or "")
-                for k in ("kind", "staff", "grp", "channel", "created_at", "ended_at")
-            )
+            *(str(c[k] or "") for k in ("kind", "staff", "grp", "channel")),
+            local(c["created_at"]),
+            local(c["ended_at"]),
         )
+    conns.title = f"Connections 连接 ({settings.timezone})"
     console.print(conns)
     o = view.orders
     console.print(
         f"Orders 订单: {o.orders} ({o.paid_orders} paid), GMV ¥{o.gmv_fen / 100:,.2f}, "
-        f"net ¥{o.net_fen / 100:,.2f}, first {o.first_at or '—'}, last {o.last_at or '—'}"
+        f"net ¥{o.net_fen / 100:,.2f}, first {local(o.first_at) or '—'}, "
+        f"last {local(o.last_at) or '—'}"
     )
 
 

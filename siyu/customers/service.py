@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, text
 
+from siyu.db import UTCDateTime
 from siyu.identity.normalize import InvalidIdentifier, parse_key
 
 
@@ -173,7 +174,10 @@ def _connections(conn: Connection, b: dict[str, int]) -> list[dict[str, object]]
         .mappings()
         .all()
     )
-    return [dict(r) for r in rows]
+    return [
+        {**r, "created_at": _instant(r["created_at"]), "ended_at": _instant(r["ended_at"])}
+        for r in rows
+    ]
 
 
 def _order_totals(conn: Connection, b: dict[str, int]) -> OrderTotals:
@@ -189,15 +193,13 @@ def _order_totals(conn: Connection, b: dict[str, int]) -> OrderTotals:
         ),
         b,
     ).one()
-    from siyu.db import UTCDateTime
-
-    conv = UTCDateTime().process_result_value
-    first = conv(_as_dt(row[4]), None)
-    last = conv(_as_dt(row[5]), None)
+    first, last = _instant(row[4]), _instant(row[5])
     return OrderTotals(int(row[0]), int(row[1]), int(row[2]), int(row[3]), first, last)
 
 
-def _as_dt(value: object) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value  # type: ignore[return-value]
-    return datetime.fromisoformat(str(value))
+def _instant(value: object) -> datetime | None:
+    """A timestamp from a raw query as an aware UTC datetime (SQLite returns text)."""
+    if value is None:
+        return None
+    dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return UTCDateTime().process_result_value(dt, None)
