@@ -20,6 +20,7 @@ from siyu.identity import service as identity_service
 from siyu.identity.normalize import InvalidIdentifier, parse_key
 from siyu.imports import service as import_service
 from siyu.imports.reader import FileUnreadable
+from siyu.lifecycle.commands import lifecycle as lifecycle_cmd
 from siyu.metrics import commands as metric_commands
 from siyu.runtime import open_brand
 from siyu.warehouse import commands as warehouse_commands
@@ -40,6 +41,7 @@ app.add_typer(warehouse_commands.app, name="warehouse")
 app.add_typer(metric_commands.metrics_app, name="metrics")
 app.add_typer(metric_commands.clv_app, name="clv")
 app.command("cohorts")(metric_commands.cohorts)
+app.command("lifecycle")(lifecycle_cmd)
 app.add_typer(wecom_app, name="wecom")
 app.command(name="wecom-sim")(wecom_sim)
 

@@ -19,6 +19,8 @@ from siyu.warehouse.duck import composed, run
 
 SQL_PACKAGE = "siyu.metrics"
 LIFECYCLE_STAGES = ("introduction", "growth", "maturity", "dormant", "churned")
+VALUE_LAYERS = ("loyal_fans", "paying", "active", "newly_activated", "regular")
+QUADRANTS = ("high_freq_high_aov", "high_freq_low_aov", "low_freq_high_aov", "low_freq_low_aov")
 RFM_CLASSES = (
     "important_value",
     "important_development",
