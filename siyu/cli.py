@@ -23,6 +23,7 @@ from siyu.imports.reader import FileUnreadable
 from siyu.lifecycle.commands import lifecycle as lifecycle_cmd
 from siyu.metrics import commands as metric_commands
 from siyu.runtime import open_brand
+from siyu.segments import commands as segment_commands
 from siyu.warehouse import commands as warehouse_commands
 from siyu.wecom.cli import wecom_app, wecom_sim
 
@@ -42,6 +43,7 @@ app.add_typer(metric_commands.metrics_app, name="metrics")
 app.add_typer(metric_commands.clv_app, name="clv")
 app.command("cohorts")(metric_commands.cohorts)
 app.command("lifecycle")(lifecycle_cmd)
+app.add_typer(segment_commands.app, name="segments")
 app.add_typer(wecom_app, name="wecom")
 app.command(name="wecom-sim")(wecom_sim)
 
