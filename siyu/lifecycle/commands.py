@@ -120,8 +120,14 @@ def print_snapshot(snap: Snapshot) -> None:
     console.print(_distribution("Value layers 贡献度分层", snap.layers, LAYER_ZH, total))
     buyers = sum(snap.rfm_classes.values())
     console.print(_distribution("RFM (buyers)", snap.rfm_classes, RFM_ZH, buyers))
+    # Quadrants cover buyers of the trailing quadrant_days only, so their own total is the base.
     console.print(
-        _distribution("Business quadrant 生意四象限", snap.quadrants, QUADRANT_ZH, buyers)
+        _distribution(
+            "Business quadrant 生意四象限",
+            snap.quadrants,
+            QUADRANT_ZH,
+            sum(snap.quadrants.values()),
+        )
     )
     if snap.previous is None:
         console.print("No earlier snapshot: no transitions, no lifecycle.changed events.")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from datetime import time as dtime
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
@@ -28,6 +30,13 @@ app = typer.Typer(
 )
 
 NameArg = Annotated[str | None, typer.Argument(help="A saved segment's name.")]
+AsOfOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="Evaluate as of the start of this day, YYYY-MM-DD (brand-local; default: now).",
+    ),
+]
 RuleOpt = Annotated[
     Path | None, typer.Option("--rule", help="A rule JSON file instead of a saved segment.")
 ]
@@ -67,12 +76,25 @@ def _rule_of(s: Settings, name: str | None, rule_file: Path | None) -> tuple[str
         raise fail(str(e)) from None
 
 
-def _evaluation(s: Settings, wh: Warehouse, rule: Node) -> evaluate.Evaluation:
+def _instant(s: Settings, as_of: str | None) -> datetime:
+    """Now, or the instant `as_of` begins in the brand's zone."""
+    if as_of is None:
+        return datetime.now(UTC)
+    try:
+        day = date.fromisoformat(as_of)
+    except ValueError:
+        raise fail(f"--as-of: {as_of!r} is not a date (YYYY-MM-DD)") from None
+    return datetime.combine(day, dtime(), ZoneInfo(s.timezone))
+
+
+def _evaluation(
+    s: Settings, wh: Warehouse, rule: Node, as_of: str | None = None
+) -> evaluate.Evaluation:
     return evaluate.prepare(
         wh.con,
         rule,
         scope=Scope(wh.brand_id, s.timezone),
-        as_of=datetime.now(UTC),
+        as_of=_instant(s, as_of),
         constants=_constants(s),
     )
 
@@ -148,14 +170,14 @@ def list_cmd() -> None:
 
 
 @app.command("count")
-def count(name: NameArg = None, rule: RuleOpt = None) -> None:
+def count(name: NameArg = None, rule: RuleOpt = None, as_of: AsOfOpt = None) -> None:
     """How many customers the rule selects now (counted before use)."""
     s = settings()
     label, parsed = _rule_of(s, name, rule)
     wh = open_synced(s)
     try:
         started = time.perf_counter()
-        n = evaluate.count(wh.con, _evaluation(s, wh, parsed))
+        n = evaluate.count(wh.con, _evaluation(s, wh, parsed, as_of))
     finally:
         wh.con.close()
     console.print(
@@ -168,13 +190,14 @@ def preview(
     name: NameArg = None,
     rule: RuleOpt = None,
     limit: Annotated[int, typer.Option(help="Rows to show.", min=1, max=1000)] = 10,
+    as_of: AsOfOpt = None,
 ) -> None:
     """A sample of the members with masked PII (phone 138****8000, name 王**)."""
     s = settings()
     label, parsed = _rule_of(s, name, rule)
     wh = open_synced(s)
     try:
-        ev = _evaluation(s, wh, parsed)
+        ev = _evaluation(s, wh, parsed, as_of)
         total = evaluate.count(wh.con, ev)
         rows = evaluate.profiles(wh.con, ev, limit=limit)
     finally:
@@ -205,13 +228,14 @@ def export(
     pii: Annotated[
         bool, typer.Option("--pii", help="Write unmasked names and phones (PIPL: only if needed).")
     ] = False,
+    as_of: AsOfOpt = None,
 ) -> None:
     """Every member as CSV, PII masked unless --pii."""
     s = settings()
     label, parsed = _rule_of(s, name, rule)
     wh = open_synced(s)
     try:
-        rows = evaluate.profiles(wh.con, _evaluation(s, wh, parsed), pii=pii)
+        rows = evaluate.profiles(wh.con, _evaluation(s, wh, parsed, as_of), pii=pii)
     finally:
         wh.con.close()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -228,6 +252,7 @@ def refresh(
     names: Annotated[
         list[str] | None, typer.Argument(help="Segments to refresh (default: all saved).")
     ] = None,
+    as_of: AsOfOpt = None,
 ) -> None:
     """Recompute members; record entries and exits and emit segment.entered / segment.exited
     events for the SOP engine."""
@@ -249,7 +274,7 @@ def refresh(
                 started = time.perf_counter()
                 r = service.refresh(
                     engine, wh.con, scope=Scope(brand_id, s.timezone), name=name,
-                    constants=constants,
+                    constants=constants, as_of=_instant(s, as_of),
                 )  # fmt: skip
                 t.add_row(
                     r.segment, str(r.refresh_no), f"{r.members:,}", f"{r.entered:,}",

@@ -136,6 +136,9 @@ def test_segments_cli(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "2 customers" in result.output  # a and e
     result = siyu("segments", "count", "--rule", str(good))
     assert "2 customers" in result.output
+    # As of the start of 07-01 (Shanghai) the tags, added 07-01 00:00 UTC, were not there yet.
+    assert "0 customers" in siyu("segments", "count", "咖啡控", "--as-of", "2025-07-01").output
+    assert "2 customers" in siyu("segments", "count", "咖啡控", "--as-of", "2025-07-02").output
 
     # The tags of a and e were added on 07-01, long before today: the preview is of now.
     result = siyu("segments", "preview", "咖啡控")
@@ -152,7 +155,7 @@ def test_segments_cli(tmp_path: Path) -> None:
     with out.open(encoding="utf-8-sig") as f:
         assert next(csv.DictReader(f))["phone"] == "+8613800000001"
 
-    result = siyu("segments", "refresh")
+    result = siyu("segments", "refresh", "--as-of", "2025-08-01")
     assert result.exit_code == 0, result.output
     # segment, refresh no., members, entered, exited
     assert re.search(r"咖啡控\s*│\s*1\s*│\s*2\s*│\s*2\s*│\s*0\s*│", result.output), result.output
