@@ -23,8 +23,11 @@ from siyu.identity import service as identity_service
 from siyu.identity.normalize import InvalidIdentifier, parse_key
 from siyu.imports import service as import_service
 from siyu.imports.reader import FileUnreadable
+from siyu.lifecycle import reports as lifecycle_reports
+from siyu.lifecycle.commands import lifecycle as lifecycle_cmd
 from siyu.metrics import commands as metric_commands
 from siyu.runtime import open_brand
+from siyu.segments import commands as segment_commands
 from siyu.warehouse import commands as warehouse_commands
 from siyu.wecom.cli import wecom_app, wecom_sim
 
@@ -43,6 +46,10 @@ app.add_typer(warehouse_commands.app, name="warehouse")
 app.add_typer(metric_commands.metrics_app, name="metrics")
 app.add_typer(metric_commands.clv_app, name="clv")
 app.command("cohorts")(metric_commands.cohorts)
+app.command("lifecycle")(lifecycle_cmd)
+app.command("quadrant")(lifecycle_reports.quadrant)
+app.command("ladder")(lifecycle_reports.ladder)
+app.add_typer(segment_commands.app, name="segments")
 app.add_typer(wecom_app, name="wecom")
 app.add_typer(auth_commands.app, name="api-token")
 app.command(name="wecom-sim")(wecom_sim)

@@ -21,6 +21,7 @@ from siyu.membership.models import Membership
 from siyu.orders.models import Order, OrderItem, Product
 from siyu.orgs.models import Brand, OrgUnit, Store
 from siyu.referral.models import Referral
+from siyu.segments.models import Segment, SegmentMember
 from siyu.staff.models import Staff
 from siyu.tags.models import CustomerTag, Tag, TagGroup
 from siyu.wecom.models import (
@@ -58,6 +59,8 @@ __all__ = [
     "QuarantinedIdentifier",
     "RecordIdentity",
     "Referral",
+    "Segment",
+    "SegmentMember",
     "SourceRecord",
     "Staff",
     "Store",

@@ -18,6 +18,12 @@ class Constants:
     reach_days: int = 30  # §5.13 trailing days of a delivered message for the reach rate
     t1: int = 30  # §6 lifecycle T1
     t2: int = 90  # §6 lifecycle T2
+    paying_days: int = 90  # §6 value layers: paying = a paid order in the trailing days
+    active_days: int = 30  # … active = an interaction in the trailing days
+    new_days: int = 7  # … newly activated = first connection in the trailing days
+    quadrant_days: int = 365  # §6 business quadrant: the trailing days whose paid orders count
+    quadrant_orders: int = 4  # … high frequency: at least this many paid orders
+    quadrant_aov_fen: int = 10_000  # … high AOV: net sales per paid order at least this (fen)
 
     def __post_init__(self) -> None:
         for f in fields(self):

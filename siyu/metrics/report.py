@@ -15,10 +15,12 @@ import duckdb
 from siyu.metrics.constants import Constants
 from siyu.metrics.period import Period
 from siyu.metrics.scope import Scope, install
-from siyu.warehouse.duck import run, sql_file
+from siyu.warehouse.duck import composed, run
 
 SQL_PACKAGE = "siyu.metrics"
 LIFECYCLE_STAGES = ("introduction", "growth", "maturity", "dormant", "churned")
+VALUE_LAYERS = ("loyal_fans", "paying", "active", "newly_activated", "regular")
+QUADRANTS = ("high_freq_high_aov", "high_freq_low_aov", "low_freq_high_aov", "low_freq_low_aov")
 RFM_CLASSES = (
     "important_value",
     "important_development",
@@ -56,21 +58,21 @@ class Runner:
         }
 
     def rows(self, name: str, sql: str | None = None) -> list[dict[str, Any]]:
-        text = sql if sql is not None else sql_file(SQL_PACKAGE, name)
+        text = sql if sql is not None else composed(SQL_PACKAGE, name)
         cur = run(self.con, text, self.params)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, map(_plain, r), strict=True)) for r in cur.fetchall()]
 
     def columns(self, name: str) -> dict[str, Any]:
         """The file's result as NumPy arrays, one per column (for model fitting)."""
-        return run(self.con, sql_file(SQL_PACKAGE, name), self.params).fetchnumpy()
+        return run(self.con, composed(SQL_PACKAGE, name), self.params).fetchnumpy()
 
     def one(self, name: str) -> dict[str, Any]:
         return self.rows(name)[0]
 
     def counts(self, name: str, column: str, keys: tuple[str, ...]) -> dict[str, int]:
         """Customers per value of `column` of a per-customer file, every key present."""
-        inner = sql_file(SQL_PACKAGE, name)
+        inner = composed(SQL_PACKAGE, name)
         found = {
             r["k"]: r["n"]
             for r in self.rows(

@@ -123,6 +123,10 @@ def install(con: duckdb.DuckDBPyConnection, scope: Scope) -> None:
         "CREATE OR REPLACE TEMP VIEW v_surveys AS SELECT * FROM surveys "
         f"WHERE brand_id = {b}{where(survey_filter)}"
     )
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW v_interactions AS SELECT * FROM interactions "
+        f"WHERE brand_id = {b}{where(survey_filter)}"
+    )
 
 
 def resolve(

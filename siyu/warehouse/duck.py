@@ -29,6 +29,36 @@ def sql_file(package: str, name: str) -> str:
     return resources.files(package).joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
 
 
+_USES = re.compile(r"^--\s*uses:\s*(.+)$", re.MULTILINE)
+_LEADING = re.compile(r"\A(?:\s*--[^\n]*\n)*\s*")
+
+
+def uses(sql: str) -> list[str]:
+    """The files a SQL file reads as CTEs, from its `-- uses: a, b` header lines."""
+    return [n.strip() for line in _USES.findall(sql) for n in line.split(",") if n.strip()]
+
+
+@cache
+def composed(package: str, name: str) -> str:
+    """`<name>.sql` with every file it uses in front of it as a CTE of the same name.
+
+    This is how one definition feeds another without being written twice: `loyal.sql` counts
+    the rows of `loyal_customers.sql`; `customer_attributes.sql` joins lifecycle, RFM and layers.
+    A used file may use others in turn; each becomes a nested CTE (DuckDB allows WITH inside a
+    CTE body), so CTE names inside different files never clash.
+    """
+    text = sql_file(package, name)
+    deps = uses(text)
+    if not deps:
+        return text
+    ctes = ",\n".join(f"{d} AS (\n{composed(package, d)}\n)" for d in deps)
+    body = _LEADING.sub("", text, count=1)
+    head = text[: len(text) - len(body)]
+    if re.match(r"WITH\s", body, re.IGNORECASE):
+        return f"{head}WITH {ctes},\n{body[4:].lstrip()}"
+    return f"{head}WITH {ctes}\n{body}"
+
+
 def bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     """The parameters `sql` names ($name), and an error naming any that is missing.
 

@@ -284,6 +284,21 @@ MIRRORS: tuple[Mirror, ...] = (
         stamp="changed_at",
         refs=(CUSTOMER,),
     ),
+    # Tags with their group's brand and name (tag rows carry no brand of their own), so segment
+    # rules can name a tag; small, copied whole.
+    Mirror(
+        "tags",
+        "(SELECT t.id, g.brand_id, g.name AS group_name, t.name, t.kind "
+        "FROM tag t JOIN tag_group g ON g.id = t.group_id) tag_with_group",
+        (
+            ID,
+            BRAND,
+            _c("group_name", "VARCHAR"),
+            _c("name", "VARCHAR"),
+            _c("kind", "VARCHAR"),
+        ),
+        ("id",),
+    ),
     Mirror(
         "customer_tags",
         "customer_tag",

@@ -1,9 +1,3 @@
--- SPEC §5.9 Loyal customer 忠实用户: ≥ N paid orders (default 4) in the trailing D days (default
--- 30) ending at `to`.
-SELECT count(*) AS loyal FROM (
-    SELECT customer_id FROM v_orders
-    WHERE paid AND customer_id IS NOT NULL
-      AND created_at >= plus_days($end, -$loyal_days) AND created_at < $end
-    GROUP BY customer_id
-    HAVING count(*) >= $loyal_orders
-)
+-- SPEC §5.9 Loyal customer 忠实用户: how many customers loyal_customers.sql finds at `to`.
+-- uses: loyal_customers
+SELECT count(*) AS loyal FROM loyal_customers

@@ -1,7 +1,7 @@
 """API tokens per integration
 
 Revision ID: 0005_api
-Revises: 0003_wecom
+Revises: 0004_segments
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 import siyu.db
 
 revision: str = "0005_api"
-down_revision: str | None = "0003_wecom"
+down_revision: str | None = "0004_segments"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

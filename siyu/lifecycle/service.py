@@ -1,0 +1,252 @@
+"""The daily per-customer attribute pass (SPEC §6): one set-based statement writes a dated
+snapshot of every customer's lifecycle stage, value layer, RFM scores and class, business
+quadrant and loyal / super-user flags into the warehouse, so transitions between two days are a
+join, and each lifecycle change becomes a `lifecycle.changed` event for the SOP engine.
+
+The attributes come from siyu/metrics/sql/customer_attributes.sql, which joins the one file per
+definition that the metrics report also reads. "As of DATE" is the instant DATE begins in the
+brand's zone — the same instant as `siyu metrics --to DATE` — so a snapshot and the report's
+lifecycle distribution agree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import duckdb
+from sqlalchemy import Engine, text
+
+from siyu.bulk import temp_table
+from siyu.metrics.constants import Constants
+from siyu.metrics.period import Period
+from siyu.metrics.report import (
+    LIFECYCLE_STAGES,
+    QUADRANTS,
+    RFM_CLASSES,
+    SQL_PACKAGE,
+    VALUE_LAYERS,
+)
+from siyu.metrics.scope import Scope, install
+from siyu.warehouse.duck import composed, run
+
+SNAPSHOT = "customer_attributes_daily"
+COLUMNS = (
+    ("stage", "VARCHAR"),
+    ("days_since", "INTEGER"),
+    ("value_layer", "VARCHAR"),
+    ("rfm_r", "INTEGER"),
+    ("rfm_f", "BIGINT"),
+    ("rfm_m", "BIGINT"),
+    ("r_score", "INTEGER"),
+    ("f_score", "INTEGER"),
+    ("m_score", "INTEGER"),
+    ("rfm_class", "VARCHAR"),
+    ("quadrant", "VARCHAR"),
+    ("loyal", "BOOLEAN"),
+    ("super_user", "BOOLEAN"),
+)
+NEW = "(new)"  # a customer without a row in the previous snapshot
+GONE = "(gone)"  # a customer of the previous snapshot merged away since
+
+
+@dataclass
+class Snapshot:
+    as_of: date
+    previous: date | None
+    customers: int
+    stages: dict[str, int]
+    layers: dict[str, int]
+    rfm_classes: dict[str, int]
+    quadrants: dict[str, int]
+    loyal: int
+    super_users: int
+    transitions: dict[tuple[str, str], int] = field(default_factory=dict)
+    changed: int = 0  # customers whose stage differs from the previous snapshot
+    events: int = 0  # lifecycle.changed events newly recorded
+
+
+def as_of_period(day: date, timezone: str) -> Period:
+    """The period ending at `day` (exclusive): its `end` is the as-of instant."""
+    return Period(day - timedelta(days=1), day, timezone)
+
+
+def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
+    cols = ", ".join(f"{n} {t}" for n, t in COLUMNS)
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {SNAPSHOT} (brand_id BIGINT, as_of DATE, "
+        f"customer_id BIGINT, {cols}, PRIMARY KEY (brand_id, as_of, customer_id))"
+    )
+
+
+def write_snapshot(
+    con: duckdb.DuckDBPyConnection, *, scope: Scope, as_of: date, constants: Constants
+) -> int:
+    """Compute every customer's attributes as of `as_of` and store them (replacing a snapshot
+    of the same day); the number of customers written."""
+    ensure_table(con)
+    install(con, scope)
+    params: dict[str, Any] = {
+        "brand_id": scope.brand_id,
+        "as_of": as_of,
+        **as_of_period(as_of, scope.timezone).params(),
+        **constants.params(),
+    }
+    names = ", ".join(n for n, _ in COLUMNS)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            f"DELETE FROM {SNAPSHOT} WHERE brand_id = ? AND as_of = ?", [scope.brand_id, as_of]
+        )
+        run(
+            con,
+            f"INSERT INTO {SNAPSHOT} (brand_id, as_of, customer_id, {names}) "
+            f"SELECT $brand_id, $as_of, customer_id, {names} "
+            f"FROM (\n{composed(SQL_PACKAGE, 'customer_attributes')}\n)",
+            params,
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    row = con.execute(
+        f"SELECT count(*) FROM {SNAPSHOT} WHERE brand_id = ? AND as_of = ?",
+        [scope.brand_id, as_of],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def previous_day(con: duckdb.DuckDBPyConnection, *, brand_id: int, as_of: date) -> date | None:
+    ensure_table(con)
+    row = con.execute(
+        f"SELECT max(as_of) FROM {SNAPSHOT} WHERE brand_id = ? AND as_of < ?", [brand_id, as_of]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _counts(
+    con: duckdb.DuckDBPyConnection, brand_id: int, as_of: date, column: str, keys: tuple[str, ...]
+) -> dict[str, int]:
+    found = dict(
+        con.execute(
+            f"SELECT {column}, count(*) FROM {SNAPSHOT} WHERE brand_id = ? AND as_of = ? "
+            f"AND {column} IS NOT NULL GROUP BY {column}",
+            [brand_id, as_of],
+        ).fetchall()
+    )
+    return {k: int(found.get(k, 0)) for k in keys}
+
+
+def summarize(con: duckdb.DuckDBPyConnection, *, brand_id: int, as_of: date) -> Snapshot:
+    """Distributions of a stored snapshot and its stage transitions from the one before."""
+    previous = previous_day(con, brand_id=brand_id, as_of=as_of)
+    row = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE loyal), count(*) FILTER (WHERE super_user) "
+        f"FROM {SNAPSHOT} WHERE brand_id = ? AND as_of = ?",
+        [brand_id, as_of],
+    ).fetchone()
+    assert row is not None
+    snap = Snapshot(
+        as_of=as_of,
+        previous=previous,
+        customers=int(row[0]),
+        stages=_counts(con, brand_id, as_of, "stage", LIFECYCLE_STAGES),
+        layers=_counts(con, brand_id, as_of, "value_layer", VALUE_LAYERS),
+        rfm_classes=_counts(con, brand_id, as_of, "rfm_class", RFM_CLASSES),
+        quadrants=_counts(con, brand_id, as_of, "quadrant", QUADRANTS),
+        loyal=int(row[1]),
+        super_users=int(row[2]),
+    )
+    if previous is not None:
+        rows = con.execute(
+            f"SELECT coalesce(p.stage, '{NEW}'), coalesce(c.stage, '{GONE}'), count(*) "
+            f"FROM (SELECT customer_id, stage FROM {SNAPSHOT} WHERE brand_id = $b AND as_of = $p) p "
+            f"FULL JOIN (SELECT customer_id, stage FROM {SNAPSHOT} "
+            f"WHERE brand_id = $b AND as_of = $c) c ON c.customer_id = p.customer_id "
+            "GROUP BY ALL",
+            {"b": brand_id, "p": previous, "c": as_of},
+        ).fetchall()
+        snap.transitions = {(a, b): int(n) for a, b, n in rows}
+        snap.changed = sum(
+            n for (a, b), n in snap.transitions.items() if a != b and NEW not in a and GONE not in b
+        )
+    return snap
+
+
+def changes(
+    con: duckdb.DuckDBPyConnection, *, brand_id: int, as_of: date, previous: date
+) -> list[tuple[int, str, str]]:
+    """(customer, stage before, stage now) for every customer whose stage changed."""
+    return [
+        (int(c), a, b)
+        for c, a, b in con.execute(
+            f"SELECT c.customer_id, p.stage, c.stage FROM {SNAPSHOT} c "
+            f"JOIN {SNAPSHOT} p ON p.customer_id = c.customer_id AND p.brand_id = c.brand_id "
+            "AND p.as_of = ? WHERE c.brand_id = ? AND c.as_of = ? AND p.stage <> c.stage "
+            "ORDER BY c.customer_id",
+            [previous, brand_id, as_of],
+        ).fetchall()
+    ]
+
+
+def emit_changes(
+    engine: Engine,
+    *,
+    brand_id: int,
+    as_of: date,
+    occurred_at: datetime,
+    rows: list[tuple[int, str, str]],
+) -> int:
+    """Record a `lifecycle.changed` event per changed customer, once per (customer, day): a
+    re-run of the same day adds nothing. The number of events newly recorded."""
+    if not rows:
+        return 0
+    staged = [
+        (
+            f"lifecycle.changed:{cid}:{as_of.isoformat()}",
+            cid,
+            json.dumps({"from": a, "to": b, "as_of": as_of.isoformat()}),
+        )
+        for cid, a, b in rows
+    ]
+    with engine.begin() as conn:
+        temp_table(
+            conn,
+            "lifecycle_change",
+            [("idem", "VARCHAR(200)"), ("customer_id", "BIGINT"), ("payload", "TEXT")],
+            staged,
+        )
+        payload = "CAST(payload AS JSON)" if conn.dialect.name == "postgresql" else "payload"
+        result = conn.execute(
+            text(
+                "INSERT INTO event (brand_id, type, idempotency_key, customer_id, occurred_at, "
+                f"recorded_at, payload) SELECT :b, 'lifecycle.changed', idem, customer_id, :at, "
+                f":now, {payload} FROM lifecycle_change WHERE true "
+                "ON CONFLICT (brand_id, idempotency_key) DO NOTHING"
+            ),
+            {"b": brand_id, "at": occurred_at, "now": datetime.now(occurred_at.tzinfo)},
+        )
+        conn.execute(text("DROP TABLE lifecycle_change"))
+        return int(result.rowcount or 0)
+
+
+def run_daily(
+    con: duckdb.DuckDBPyConnection,
+    engine: Engine,
+    *,
+    scope: Scope,
+    as_of: date,
+    constants: Constants,
+) -> Snapshot:
+    """The whole pass: snapshot, summary with transitions, and the lifecycle.changed events."""
+    write_snapshot(con, scope=scope, as_of=as_of, constants=constants)
+    snap = summarize(con, brand_id=scope.brand_id, as_of=as_of)
+    if snap.previous is not None:
+        rows = changes(con, brand_id=scope.brand_id, as_of=as_of, previous=snap.previous)
+        at = as_of_period(as_of, scope.timezone).end
+        snap.events = emit_changes(
+            engine, brand_id=scope.brand_id, as_of=as_of, occurred_at=at, rows=rows
+        )
+    return snap

@@ -1,0 +1,290 @@
+"""Compile a parsed rule tree into one DuckDB statement over the warehouse.
+
+The statement reads the `v_*` views of siyu.metrics.scope (installed for the brand) and the
+mirrored tables, and returns the `customer_id` of every live customer the rule selects as of the
+instant `$end` (brand-local day `$to_day`). Lifecycle, value layers, RFM and the quadrant come
+from their SPEC §6 definition files in siyu/metrics/sql, included as CTEs only when the rule reads
+them, so a segment and the daily snapshot can never disagree on a definition.
+
+Values only ever reach the SQL as bound parameters ($v1, $v2, …). Column names, tables and
+operators come from the tables in this module, keyed by names the parser has already checked.
+
+Two-valued logic: every leaf is `coalesce(<condition>, false)`, so a missing value (no orders,
+no city) makes a leaf false, never NULL, and NOT over it is true. A customer with no orders is
+therefore "NOT bought coffee", and `ne` / `not_in` / `none_of` are exactly NOT of `eq` / `in` /
+`any_of` (a customer without a city is "not in 上海").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from siyu.metrics.report import SQL_PACKAGE
+from siyu.segments.rules import All, AnyOf, Leaf, Node, Not
+from siyu.warehouse.duck import composed
+
+ACTIVE = "cn.created_at <= $end AND (cn.ended_at IS NULL OR cn.ended_at > $end)"
+
+# Set fields: a subquery of (customer_id, x) pairs; the leaf tests x against the given values.
+SETS = {
+    "identity": (
+        "SELECT customer_id, id_type AS x FROM identifiers "
+        "WHERE brand_id = $brand_id AND customer_id IS NOT NULL AND status <> 'quarantined'"
+    ),
+    "tag": (
+        "SELECT coalesce(cu.merged_into_id, ct.customer_id) AS customer_id, t.name AS x "
+        "FROM customer_tags ct JOIN tags t ON t.id = ct.tag_id AND t.brand_id = $brand_id "
+        "JOIN customers cu ON cu.id = ct.customer_id "
+        "WHERE ct.added_at < $end{group}"
+    ),
+    "group": (
+        "SELECT cn.customer_id, g.code AS x FROM v_connections cn "
+        "JOIN groups g ON g.id = cn.group_id "
+        f"WHERE cn.kind = 'group_member' AND cn.customer_id IS NOT NULL AND {ACTIVE}"
+    ),
+    "staff": (
+        "SELECT cn.customer_id, s.code AS x FROM v_connections cn "
+        "JOIN staff s ON s.id = cn.staff_id "
+        f"WHERE cn.kind = 'wecom_friend' AND cn.customer_id IS NOT NULL AND {ACTIVE}"
+    ),
+    # A customer belongs to a store through an active friendship with its staff or membership
+    # of its groups, as the store filter of the metrics reports reads it (siyu.metrics.scope).
+    "store": (
+        "SELECT cn.customer_id, st.code AS x FROM v_connections cn "
+        "LEFT JOIN staff s ON s.id = cn.staff_id LEFT JOIN groups g ON g.id = cn.group_id "
+        "JOIN stores st ON st.id = coalesce(s.store_id, g.store_id) "
+        f"WHERE cn.customer_id IS NOT NULL AND {ACTIVE}"
+    ),
+    "region": (
+        "SELECT cn.customer_id, st.region AS x FROM v_connections cn "
+        "LEFT JOIN staff s ON s.id = cn.staff_id LEFT JOIN groups g ON g.id = cn.group_id "
+        "JOIN stores st ON st.id = coalesce(s.store_id, g.store_id) "
+        f"WHERE cn.customer_id IS NOT NULL AND {ACTIVE}"
+    ),
+}
+
+# Per-customer definition files (siyu/metrics/sql) and the column a field reads from each.
+ATTRIBUTES = {
+    "lifecycle": ("lifecycle_stage", "stage"),
+    "value_layer": ("value_layer", "layer"),
+    "loyal": ("value_layer", "loyal"),
+    "super_user": ("value_layer", "super_user"),
+    "rfm.class": ("rfm", "class"),
+    "rfm.r_score": ("rfm", "r_score"),
+    "rfm.f_score": ("rfm", "f_score"),
+    "rfm.m_score": ("rfm", "m_score"),
+    "quadrant": ("quadrant", "quadrant"),
+}
+
+PROFILE = {"city": "p.city", "gender": "p.gender", "birthday_month": "month(p.birthday)"}
+
+MEMBER_CTE = (
+    "SELECT customer_id, arg_max(level, joined_at) AS level, sum(points) AS points "
+    "FROM memberships WHERE brand_id = $brand_id AND customer_id IS NOT NULL "
+    "AND joined_at < $end GROUP BY customer_id"
+)
+FIRST_CONNECTION_CTE = (
+    "SELECT customer_id, datediff('day', local_day(min(created_at)), $to_day) AS days "
+    "FROM v_connections WHERE customer_id IS NOT NULL AND created_at < $end GROUP BY customer_id"
+)
+
+# Aggregate fields: the measure over the matching facts, and its value for a customer with none.
+ORDER_MEASURES = {
+    "orders.count": ("count(*)", "0"),
+    "orders.amount": ("sum(o.amount_fen - o.refund_fen)", "0"),
+    "orders.days_since_last": ("datediff('day', local_day(max(o.created_at)), $to_day)", None),
+}
+INTERACTION_MEASURES = {
+    "interactions.count": ("count(*)", "0"),
+    "interactions.days_since_last": (
+        "datediff('day', local_day(max(o.created_at)), $to_day)",
+        None,
+    ),
+}
+
+COMPARE = {"eq": "=", "ne": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+@dataclass
+class Compiled:
+    """`sql` selects the customer_id of every member; `params` are its rule values."""
+
+    sql: str
+    params: dict[str, Any]
+
+
+@dataclass
+class _Builder:
+    params: dict[str, Any] = field(default_factory=dict)
+    ctes: dict[str, str] = field(default_factory=dict)  # name -> body, in order
+    joins: list[str] = field(default_factory=list)
+
+    def bind(self, value: Any) -> str:
+        name = f"v{len(self.params) + 1}"
+        self.params[name] = value
+        return f"${name}"
+
+    def joined(self, name: str, body: str) -> str:
+        """LEFT JOIN the CTE `name` (once) on the customer; its alias is its name."""
+        if name not in self.ctes:
+            self.ctes[name] = body
+            self.joins.append(f"LEFT JOIN {name} ON {name}.customer_id = c.customer_id")
+        return name
+
+    def aggregate(self, body: str) -> str:
+        return self.joined(f"leaf_{len(self.ctes) + 1}", body)
+
+
+def compile_rule(rule: Node) -> Compiled:
+    """One statement selecting the rule's members (the caller binds $brand_id, $end, $to_day
+    and the SPEC constants with the returned params)."""
+    b = _Builder()
+    where = _node(rule, b)
+    with_ = ""
+    if b.ctes:
+        with_ = "WITH " + ",\n".join(f"{n} AS (\n{body}\n)" for n, body in b.ctes.items()) + "\n"
+    sql = (
+        f"{with_}SELECT c.customer_id FROM v_customers c\n"
+        "JOIN customers p ON p.id = c.customer_id\n"
+        + "".join(f"{j}\n" for j in b.joins)
+        + f"WHERE {where}"
+    )
+    return Compiled(sql, b.params)
+
+
+def _node(node: Node, b: _Builder) -> str:
+    if isinstance(node, All):
+        return "(" + " AND ".join(_node(c, b) for c in node.children) + ")"
+    if isinstance(node, AnyOf):
+        return "(" + " OR ".join(_node(c, b) for c in node.children) + ")"
+    if isinstance(node, Not):
+        return f"(NOT {_node(node.child, b)})"
+    return f"coalesce({_leaf(node, b)}, false)"
+
+
+def _leaf(leaf: Leaf, b: _Builder) -> str:
+    name = leaf.field.name
+    if name in PROFILE:
+        return _compare(PROFILE[name], leaf, b)
+    if name in ATTRIBUTES:
+        file, column = ATTRIBUTES[name]
+        alias = b.joined(file, composed(SQL_PACKAGE, file))
+        return _compare(f"{alias}.{column}", leaf, b)
+    if name in SETS:
+        return _set(name, leaf, b)
+    if name in ORDER_MEASURES:
+        return _orders(leaf, b)
+    if name in INTERACTION_MEASURES:
+        return _interactions(leaf, b)
+    if name in ("member", "member.level", "member.points"):
+        alias = b.joined("member_card", MEMBER_CTE)
+        if name == "member":
+            return _compare(f"({alias}.customer_id IS NOT NULL)", leaf, b)
+        return _compare(f"{alias}.{name.split('.')[1]}", leaf, b)
+    if name == "days_since_first_connection":
+        alias = b.joined("first_connection", FIRST_CONNECTION_CTE)
+        return _compare(f"{alias}.days", leaf, b)
+    if name == "opted_out":
+        channel = ""
+        if "channel" in leaf.options:
+            channel = f" AND (channel IS NULL OR channel = {b.bind(leaf.options['channel'])})"
+        expr = (
+            "(c.customer_id IN (SELECT customer_id FROM opt_outs WHERE brand_id = $brand_id "
+            f"AND customer_id IS NOT NULL AND created_at < $end{channel}))"
+        )
+        return _compare(expr, leaf, b)
+    raise AssertionError(f"field {name} has no compilation")  # the parser admits only FIELDS
+
+
+def _compare(expr: str, leaf: Leaf, b: _Builder) -> str:
+    op, value = leaf.op, leaf.value
+    if op == "is":
+        return expr if value else f"(NOT {expr})"
+    if op == "is_set":
+        return f"({expr} IS NOT NULL)"
+    if op == "is_not_set":
+        return f"({expr} IS NULL)"
+    if op == "between":
+        return f"({expr} BETWEEN {b.bind(value[0])} AND {b.bind(value[1])})"
+    if op in ("in", "not_in"):
+        test = f"list_contains({b.bind(value)}, {expr})"
+    else:
+        test = f"({expr} {COMPARE[op]} {b.bind(value)})"
+    if op in ("ne", "not_in"):
+        return f"(NOT coalesce({test}, false))"
+    return test
+
+
+def _set(name: str, leaf: Leaf, b: _Builder) -> str:
+    source = SETS[name]
+    if name == "tag":
+        group = leaf.options.get("group")
+        source = source.format(group=f" AND t.group_name = {b.bind(group)}" if group else "")
+    if leaf.op == "exists":
+        return f"(c.customer_id IN (SELECT customer_id FROM ({source})))"
+    values = b.bind(sorted(set(leaf.value)))
+    matching = f"SELECT customer_id, x FROM ({source}) WHERE list_contains({values}, x)"
+    if leaf.op == "all_of":
+        wanted = b.bind(len(set(leaf.value)))
+        return (
+            f"(c.customer_id IN (SELECT customer_id FROM ({matching}) GROUP BY customer_id "
+            f"HAVING count(DISTINCT x) = {wanted}))"
+        )
+    test = f"(c.customer_id IN (SELECT customer_id FROM ({matching})))"
+    return f"(NOT {test})" if leaf.op == "none_of" else test
+
+
+def _window(leaf: Leaf, b: _Builder, alias: str) -> list[str]:
+    where = [f"{alias}.customer_id IS NOT NULL", f"{alias}.created_at < $end"]
+    if "within_days" in leaf.options:
+        days = b.bind(leaf.options["within_days"])
+        where.append(f"{alias}.created_at >= plus_days($end, -{days})")
+    return where
+
+
+def _orders(leaf: Leaf, b: _Builder) -> str:
+    measure, missing = ORDER_MEASURES[leaf.field.name]
+    o = leaf.options
+    where = ["o.paid", *_window(leaf, b, "o")]
+    if "platform" in o:
+        where.append(f"list_contains({b.bind(o['platform'])}, o.platform)")
+    if "store" in o:
+        where.append(
+            "o.store_id IN (SELECT id FROM stores WHERE brand_id = $brand_id "
+            f"AND list_contains({b.bind(o['store'])}, code))"
+        )
+    if "region" in o:
+        where.append(
+            "o.store_id IN (SELECT id FROM stores WHERE brand_id = $brand_id "
+            f"AND list_contains({b.bind(o['region'])}, region))"
+        )
+    if "sku" in o or "category" in o:
+        items = []
+        if "sku" in o:
+            items.append(f"list_contains({b.bind(o['sku'])}, i.sku)")
+        if "category" in o:
+            items.append(
+                "i.sku IN (SELECT sku FROM products WHERE brand_id = $brand_id "
+                f"AND list_contains({b.bind(o['category'])}, category))"
+            )
+        where.append(f"o.id IN (SELECT i.order_id FROM order_items i WHERE {' AND '.join(items)})")
+    alias = b.aggregate(
+        f"SELECT o.customer_id, {measure} AS value FROM v_orders o "
+        f"WHERE {' AND '.join(where)} GROUP BY o.customer_id"
+    )
+    value = f"coalesce({alias}.value, {missing})" if missing else f"{alias}.value"
+    return _compare(value, leaf, b)
+
+
+def _interactions(leaf: Leaf, b: _Builder) -> str:
+    measure, missing = INTERACTION_MEASURES[leaf.field.name]
+    where = _window(leaf, b, "o")
+    if "kind" in leaf.options:
+        where.append(f"list_contains({b.bind(leaf.options['kind'])}, o.kind)")
+    alias = b.aggregate(
+        f"SELECT o.customer_id, {measure} AS value FROM v_interactions o "
+        f"WHERE {' AND '.join(where)} GROUP BY o.customer_id"
+    )
+    value = f"coalesce({alias}.value, {missing})" if missing else f"{alias}.value"
+    return _compare(value, leaf, b)

@@ -1,0 +1,133 @@
+"""Evaluating a rule in the warehouse: count, member ids, masked preview rows, export rows.
+
+Every function installs the brand's views (siyu.metrics.scope) and runs the one compiled
+statement with the as-of instant, the brand-local day and the SPEC constants bound beside the
+rule's own values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+import numpy as np
+
+from siyu.metrics.constants import Constants
+from siyu.metrics.scope import Scope, install
+from siyu.segments.compiler import Compiled, compile_rule
+from siyu.segments.rules import Node
+from siyu.warehouse.duck import run
+
+# What a preview or an export shows of each member (PII masked unless asked otherwise).
+PROFILE_SQL = """
+WITH members AS (
+{members}
+), phones AS (
+    SELECT customer_id, min(value) AS phone FROM identifiers
+    WHERE brand_id = $brand_id AND id_type = 'phone' AND customer_id IS NOT NULL
+    GROUP BY customer_id
+), bought AS (
+    SELECT customer_id, count(*) AS paid_orders, sum(amount_fen - refund_fen) AS net_fen,
+           local_day(max(created_at)) AS last_order_day
+    FROM v_orders WHERE paid AND customer_id IS NOT NULL AND created_at < $end
+    GROUP BY customer_id
+)
+SELECT m.customer_id, p.name, ph.phone, p.city, p.gender,
+       coalesce(b.paid_orders, 0) AS paid_orders, coalesce(b.net_fen, 0) AS net_fen,
+       b.last_order_day
+FROM members m
+JOIN customers p ON p.id = m.customer_id
+LEFT JOIN phones ph ON ph.customer_id = m.customer_id
+LEFT JOIN bought b ON b.customer_id = m.customer_id
+ORDER BY m.customer_id
+"""
+PROFILE_COLUMNS = (
+    "customer_id",
+    "name",
+    "phone",
+    "city",
+    "gender",
+    "paid_orders",
+    "net_fen",
+    "last_order_day",
+)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A rule ready to run: the compiled statement and every parameter it needs."""
+
+    compiled: Compiled
+    params: dict[str, Any]
+
+
+def prepare(
+    con: duckdb.DuckDBPyConnection,
+    rule: Node,
+    *,
+    scope: Scope,
+    as_of: datetime,
+    constants: Constants,
+) -> Evaluation:
+    install(con, scope)
+    compiled = compile_rule(rule)
+    params: dict[str, Any] = {
+        "brand_id": scope.brand_id,
+        "end": as_of,
+        "to_day": as_of.astimezone(ZoneInfo(scope.timezone)).date(),
+        **constants.params(),
+        **compiled.params,
+    }
+    return Evaluation(compiled, params)
+
+
+def count(con: duckdb.DuckDBPyConnection, ev: Evaluation) -> int:
+    row = run(con, f"SELECT count(*) FROM (\n{ev.compiled.sql}\n)", ev.params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def member_ids(con: duckdb.DuckDBPyConnection, ev: Evaluation) -> np.ndarray:
+    """The members' customer ids, sorted (int64)."""
+    got = run(
+        con, f"SELECT customer_id FROM (\n{ev.compiled.sql}\n) ORDER BY 1", ev.params
+    ).fetchnumpy()
+    return np.asarray(got["customer_id"], dtype=np.int64)
+
+
+def profiles(
+    con: duckdb.DuckDBPyConnection, ev: Evaluation, *, limit: int | None = None, pii: bool = False
+) -> list[dict[str, Any]]:
+    """Members with name, phone, city, gender and paid-order totals; masked unless `pii`."""
+    sql = PROFILE_SQL.replace("{members}", ev.compiled.sql)
+    params = dict(ev.params)
+    if limit is not None:
+        sql += "LIMIT $preview_limit"
+        params["preview_limit"] = limit
+    out = []
+    for row in run(con, sql, params).fetchall():
+        r = dict(zip(PROFILE_COLUMNS, row, strict=True))
+        if not pii:
+            r["name"] = mask_name(r["name"])
+            r["phone"] = mask_phone(r["phone"])
+        out.append(r)
+    return out
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """+8613800138000 → 138****8000 (PIPL: a preview never shows a whole phone number)."""
+    if not phone:
+        return phone
+    digits = phone[3:] if phone.startswith("+86") else phone.lstrip("+")
+    if len(digits) < 8:
+        return "*" * len(digits)
+    return f"{digits[:3]}****{digits[-4:]}"
+
+
+def mask_name(name: str | None) -> str | None:
+    """王小明 → 王**; a one-character name is shown as *."""
+    if not name:
+        return name
+    return name[0] + "*" * (len(name) - 1) if len(name) > 1 else "*"
