@@ -40,23 +40,40 @@ def uses(sql: str) -> list[str]:
 
 @cache
 def composed(package: str, name: str) -> str:
-    """`<name>.sql` with every file it uses in front of it as a CTE of the same name.
+    """`<name>.sql` with every file it uses, directly or not, in front of it as CTEs.
 
     This is how one definition feeds another without being written twice: `loyal.sql` counts
-    the rows of `loyal_customers.sql`; `customer_attributes.sql` joins lifecycle, RFM and layers.
-    A used file may use others in turn; each becomes a nested CTE (DuckDB allows WITH inside a
-    CTE body), so CTE names inside different files never clash.
+    the rows of `loyal_customers.sql`; `customer_attributes.sql` joins lifecycle, RFM and layers,
+    which all read the per-customer order summary `customer_orders.sql`. Every used file appears
+    once, in dependency order, so a summary shared by several files is computed once; a file's
+    own inner WITH stays nested in its CTE, so CTE names inside different files never clash.
     """
     text = sql_file(package, name)
-    deps = uses(text)
-    if not deps:
+    order = _dependencies(package, name)
+    if not order:
         return text
-    ctes = ",\n".join(f"{d} AS (\n{composed(package, d)}\n)" for d in deps)
+    ctes = ",\n".join(f"{d} AS (\n{sql_file(package, d)}\n)" for d in order)
     body = _LEADING.sub("", text, count=1)
     head = text[: len(text) - len(body)]
     if re.match(r"WITH\s", body, re.IGNORECASE):
         return f"{head}WITH {ctes},\n{body[4:].lstrip()}"
     return f"{head}WITH {ctes}\n{body}"
+
+
+def _dependencies(package: str, name: str) -> list[str]:
+    """Every file `name` uses, transitively, each once, a file after those it uses."""
+    order: list[str] = []
+
+    def visit(file: str, path: tuple[str, ...]) -> None:
+        for dep in uses(sql_file(package, file)):
+            if dep in path:
+                raise ValueError(f"{package} SQL files use each other in a cycle: {dep}")
+            if dep not in order:
+                visit(dep, (*path, dep))
+                order.append(dep)
+
+    visit(name, (name,))
+    return order
 
 
 def bind(sql: str, params: dict[str, Any]) -> dict[str, Any]:

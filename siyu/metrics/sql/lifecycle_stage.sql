@@ -3,12 +3,13 @@
 -- one, from the first connection) to `to`. No orders: r ≤ T1 introduction, ≤ T2 dormant, else
 -- churned. With orders: r > T2 churned, r > T1 dormant, ≥ 3 paid orders maturity, else growth.
 -- Customers first seen after `to` (every connection and order later) are not yet customers.
+-- uses: customer_orders
 WITH first_order AS (
-    SELECT customer_id, min(created_at) AS first_at FROM v_orders
-    WHERE customer_id IS NOT NULL AND NOT cancelled GROUP BY customer_id
+    SELECT customer_id, first_order_at AS first_at FROM customer_orders
+    WHERE first_order_at IS NOT NULL
 ), paid AS (
-    SELECT customer_id, count(*) AS n, max(created_at) AS last_at FROM v_orders
-    WHERE paid AND customer_id IS NOT NULL AND created_at < $end GROUP BY customer_id
+    SELECT customer_id, paid_orders AS n, last_paid_at AS last_at FROM customer_orders
+    WHERE paid_orders > 0
 ), active AS (
     SELECT DISTINCT customer_id FROM v_connections
     WHERE customer_id IS NOT NULL AND created_at <= $end AND (ended_at IS NULL OR ended_at > $end)

@@ -2,14 +2,14 @@
 -- paid order, F = paid orders, M = their net sales. Quintile scores 1–5 (5 = most recent / most
 -- frequent / highest; ties share a score) and the eight classes: high F or M is strictly above
 -- the mean, high R is days-since strictly below the mean.
+-- uses: customer_orders
 WITH base AS (
     SELECT customer_id,
-           datediff('day', local_day(max(created_at)), $to_day) AS r,
-           count(*) AS f,
-           sum(amount_fen - refund_fen) AS m
-    FROM v_orders
-    WHERE paid AND customer_id IS NOT NULL AND created_at < $end
-    GROUP BY customer_id
+           datediff('day', local_day(last_paid_at), $to_day) AS r,
+           paid_orders AS f,
+           paid_net AS m
+    FROM customer_orders
+    WHERE paid_orders > 0
 ), scored AS (
     SELECT *,
            1 + floor(5 * (rank() OVER (ORDER BY r DESC) - 1) / count(*) OVER ())::INTEGER AS r_score,

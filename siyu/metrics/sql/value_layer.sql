@@ -2,11 +2,9 @@
 -- loyal fans 铁杆粉丝 (loyal §5.9 or super user §5.10) → paying 付费用户 (a paid order in the
 -- trailing 90 days) → active 活跃用户 (an interaction in the trailing 30 days) → newly activated
 -- 新激活用户 (first connection in the trailing 7 days) → regular 普通用户. Windows configurable.
--- uses: loyal_customers, super_user_customers
+-- uses: customer_orders, loyal_customers, super_user_customers
 WITH paying AS (
-    SELECT DISTINCT customer_id FROM v_orders
-    WHERE paid AND customer_id IS NOT NULL
-      AND created_at >= plus_days($end, -$paying_days) AND created_at < $end
+    SELECT customer_id FROM customer_orders WHERE paid_paying_window > 0
 ), active AS (
     SELECT DISTINCT customer_id FROM v_interactions
     WHERE customer_id IS NOT NULL
