@@ -59,14 +59,16 @@ def _resolve(conn: Connection, brand_id: int, k_guard: int) -> ResolutionResult:
     b = {"b": brand_id}
     _add_referenced_records(conn, brand_id, now)
 
-    rec_id, rec_cust, rec_first = fetch_int_columns(
+    sources = _sources(conn, brand_id)
+    whens = " ".join(f"WHEN '{_sql_str(s)}' THEN {i}" for i, s in enumerate(sources))
+    source_code = f"CASE source {whens} ELSE 0 END" if sources else "0"
+    rec_id, rec_cust, rec_first, rec_src = fetch_int_columns(
         conn,
-        "SELECT id, customer_id, first_customer_id FROM source_record WHERE brand_id = :b "
-        "ORDER BY id",
+        f"SELECT id, customer_id, first_customer_id, {source_code} FROM source_record "
+        "WHERE brand_id = :b ORDER BY id",
         brand_id=brand_id,
-        ncols=3,
+        ncols=4,
     )
-    rec_src = _record_sources(conn, brand_id, rec_id)
     pair_rec, pair_ident = fetch_int_columns(
         conn,
         "SELECT ri.record_id, ri.identifier_id FROM record_identity ri "
@@ -136,7 +138,7 @@ def _resolve(conn: Connection, brand_id: int, k_guard: int) -> ResolutionResult:
         n_ident,
         now,
     )
-    _write_quarantine(conn, brand_id, ident_id, per_src, crowded, n_src, now)
+    _write_quarantine(conn, brand_id, sources, ident_id, per_src, crowded, n_src, now)
     _merge_profiles(conn, brand_id, np.unique(new_cust[new_cust != rec_cust]))
     live = conn.execute(
         text("SELECT count(*) FROM customer WHERE brand_id = :b AND merged_into_id IS NULL"), b
@@ -191,9 +193,9 @@ def _add_referenced_records(conn: Connection, brand_id: int, now: datetime) -> N
     )
 
 
-def _record_sources(conn: Connection, brand_id: int, rec_id: np.ndarray) -> np.ndarray:
-    """A small integer per source system, aligned with rec_id (few sources: a query each)."""
-    sources = (
+def _sources(conn: Connection, brand_id: int) -> list[str]:
+    """The brand's source systems in name order; their index is the source's small code."""
+    return list(
         conn.execute(
             text("SELECT DISTINCT source FROM source_record WHERE brand_id = :b ORDER BY source"),
             {"b": brand_id},
@@ -201,16 +203,6 @@ def _record_sources(conn: Connection, brand_id: int, rec_id: np.ndarray) -> np.n
         .scalars()
         .all()
     )
-    codes = np.zeros(len(rec_id), dtype=np.int64)
-    for code, source in enumerate(sources):
-        (ids,) = fetch_int_columns(
-            conn,
-            f"SELECT id FROM source_record WHERE brand_id = :b AND source = '{_sql_str(source)}'",
-            brand_id=brand_id,
-            ncols=1,
-        )
-        codes[np.searchsorted(rec_id, ids)] = code
-    return codes
 
 
 def _sql_str(value: str) -> str:
@@ -443,6 +435,7 @@ def _write_identifiers(
 def _write_quarantine(
     conn: Connection,
     brand_id: int,
+    sources: list[str],
     ident_id: np.ndarray,
     per_src: tuple[np.ndarray, np.ndarray],
     crowded: np.ndarray,
@@ -453,14 +446,6 @@ def _write_quarantine(
     keys, counts = per_src
     q_ident = np.unique(keys[crowded] // n_src)
     listed = np.isin(keys // n_src, q_ident)
-    sources = (
-        conn.execute(
-            text("SELECT DISTINCT source FROM source_record WHERE brand_id = :b ORDER BY source"),
-            {"b": brand_id},
-        )
-        .scalars()
-        .all()
-    )
     rows = [
         (int(ident_id[k // n_src]), sources[int(k % n_src)], int(c))
         for k, c in zip(keys[listed], counts[listed], strict=False)
