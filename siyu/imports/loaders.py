@@ -10,12 +10,13 @@ import duckdb
 from sqlalchemy import Connection, Table, text
 
 from siyu.automation.models import Delivery
+from siyu.bulk import bulk_load
 from siyu.channels.models import Channel, ChannelCost, ChannelReach
 from siyu.communities.models import ChatGroup
 from siyu.connections.models import Connection as ConnectionRow
 from siyu.consent.models import OptOut
 from siyu.events.models import Interaction, SurveyResponse
-from siyu.identity.models import IDENTITY_TYPES, SourceRecord
+from siyu.identity.models import IDENTITY_TYPES, Identifier, RecordIdentity, SourceRecord
 from siyu.imports import upsert as up
 from siyu.imports.specs import FileSpec, Ref
 from siyu.imports.validate import Check, _lit, raw
@@ -222,15 +223,17 @@ def apply_records(ctx: Context) -> Applied:
         f"ident_{ctx.source}",
         order_by=["id_type", "value"],
     )
-    conn.execute(
-        text(
-            "INSERT INTO identifier (brand_id, id_type, value, status, changed_at) "
-            "SELECT DISTINCT :b, s.id_type, s.value, 'linked', :now FROM stage_ident s"
-            " WHERE NOT EXISTS (SELECT 1 FROM identifier i WHERE i.brand_id = :b"
-            " AND i.id_type = s.id_type AND i.value = s.value)"
-        ),
-        {**b, "now": ctx.now},
-    )
+    n_ident = up.count(ctx.duck, f"ident_{ctx.source}")
+    with bulk_load(conn, Identifier.__table__, n_ident if fresh else 0):
+        conn.execute(
+            text(
+                "INSERT INTO identifier (brand_id, id_type, value, status, changed_at) "
+                "SELECT DISTINCT :b, s.id_type, s.value, 'linked', :now FROM stage_ident s"
+                " WHERE NOT EXISTS (SELECT 1 FROM identifier i WHERE i.brand_id = :b"
+                " AND i.id_type = s.id_type AND i.value = s.value)"
+            ),
+            {**b, "now": ctx.now},
+        )
     if fresh:  # the brand's first records: nothing to compare, nothing to replace
         inserted = up.insert_direct(
             ctx.duck,
@@ -241,16 +244,17 @@ def apply_records(ctx: Context) -> Applied:
             constants={"brand_id": ctx.brand_id, "created_at": ctx.now, "updated_at": ctx.now},
             order_by=["record_id"],
         )
-        conn.execute(
-            text(
-                "INSERT INTO record_identity (record_id, id_type, identifier_id) "
-                "SELECT r.id, s.id_type, i.id FROM stage_ident s"
-                " JOIN source_record r ON r.brand_id = :b AND r.record_key = s.record_key"
-                " JOIN identifier i ON i.brand_id = :b AND i.id_type = s.id_type"
-                " AND i.value = s.value"
-            ),
-            b,
-        )
+        with bulk_load(conn, RecordIdentity.__table__, n_ident):
+            conn.execute(
+                text(
+                    "INSERT INTO record_identity (record_id, id_type, identifier_id) "
+                    "SELECT r.id, s.id_type, i.id FROM stage_ident s"
+                    " JOIN source_record r ON r.brand_id = :b AND r.record_key = s.record_key"
+                    " JOIN identifier i ON i.brand_id = :b AND i.id_type = s.id_type"
+                    " AND i.value = s.value"
+                ),
+                b,
+            )
         return Applied(inserted, 0)
     staged = up.stage(ctx.duck, conn, "stage_records", rec_cols, source)
     conn.exec_driver_sql("CREATE INDEX ix_stage_ident_key ON stage_ident (record_key, id_type)")

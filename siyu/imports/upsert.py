@@ -20,8 +20,7 @@ Three steps keep a big import cheap:
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +48,7 @@ from sqlalchemy import (
 from sqlalchemy import text as sql_text
 from sqlalchemy.types import TypeEngine
 
-from siyu.bulk import fetch_int_columns
+from siyu.bulk import bulk_load, fetch_int_columns
 from siyu.db import UTCDateTime
 
 TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DATETIME storage format
@@ -167,29 +166,6 @@ def brand_has_rows(conn: Connection, from_where: str, brand_id: int) -> bool:
         conn.execute(sql_text(f"SELECT 1 {from_where} LIMIT 1"), {"b": brand_id}).first()
         is not None
     )
-
-
-BIG_LOAD = 50_000  # rows; below this, keeping indexes is cheaper than rebuilding them
-
-
-@contextmanager
-def bulk_load(conn: Connection, target: Table, incoming: int) -> Iterator[None]:
-    """Drop the target's secondary (non-unique) indexes around a load bigger than the table."""
-    indexes = [ix for ix in target.indexes if not ix.unique]
-    if incoming < BIG_LOAD or not indexes:
-        yield
-        return
-    held = conn.execute(select(func.count()).select_from(target)).scalar_one()
-    if incoming <= held:
-        yield
-        return
-    for ix in indexes:
-        ix.drop(conn)
-    yield
-    for ix in indexes:
-        ix.create(conn)
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f'ANALYZE "{target.name}"')
 
 
 def insert_direct(
