@@ -19,6 +19,7 @@ from scipy.sparse.csgraph import connected_components
 from sqlalchemy import Connection, Engine, text
 
 from siyu.bulk import bulk_load, fetch_int_columns, int_table, temp_table
+from siyu.customers.models import Customer
 from siyu.identity.models import Identifier, SourceRecord
 
 # Profile attributes merge by source priority, then the most recent non-null (SPEC §4).
@@ -269,14 +270,15 @@ def _create_customers(conn: Connection, brand_id: int, count: int, now: datetime
     start = conn.execute(text("SELECT coalesce(max(id), 0) FROM customer")).scalar_one()
     # Ids are allocated explicitly so that the new rows map to components without a round trip.
     ids = np.arange(start + 1, start + 1 + count, dtype=np.int64)
-    temp_table(conn, "new_customer", [("id", "BIGINT")], [(int(i),) for i in ids])
-    conn.execute(
-        text(
-            "INSERT INTO customer (id, brand_id, created_at, updated_at) "
-            "SELECT id, :b, :now, :now FROM new_customer ORDER BY id"
-        ),
-        {"b": brand_id, "now": now},
-    )
+    int_table(conn, "new_customer", ["id"], [ids])
+    with bulk_load(conn, Customer.__table__, count):
+        conn.execute(
+            text(
+                "INSERT INTO customer (id, brand_id, created_at, updated_at) "
+                "SELECT id, :b, :now, :now FROM new_customer ORDER BY id"
+            ),
+            {"b": brand_id, "now": now},
+        )
     if conn.dialect.name == "postgresql":
         conn.execute(
             text(
