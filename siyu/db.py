@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     create_engine,
     event,
+    null,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -114,6 +115,18 @@ class Tracked:
     changed_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False, server_default=EPOCH
     )
+
+
+class RowHashed:
+    """A row `siyu import` writes: `row_hash` is a 63-bit hash of the values it last imported.
+
+    A re-import drops rows whose hash is already stored before they leave DuckDB, so unchanged
+    data costs almost nothing (siyu/imports/upsert.py). Any other ORM or Core update clears the
+    hash (onupdate), so the next import compares that row value by value again; raw SQL writers
+    of imported columns must clear it themselves.
+    """
+
+    row_hash: Mapped[int | None] = mapped_column(BigInteger, onupdate=null())
 
 
 class CustomerRef:

@@ -7,12 +7,12 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, BigId, CustomerRef, Tracked, UTCDateTime
+from siyu.db import Base, BigId, CustomerRef, RowHashed, Tracked, UTCDateTime
 
 DELIVERY_CHANNELS = ("wecom", "group", "sms", "oa")
 
 
-class Delivery(CustomerRef, Tracked, Base):
+class Delivery(RowHashed, CustomerRef, Tracked, Base):
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("brand_id", "row_key"),

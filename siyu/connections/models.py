@@ -7,12 +7,12 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, BigId, CustomerRef, Tracked, UTCDateTime
+from siyu.db import Base, BigId, CustomerRef, RowHashed, Tracked, UTCDateTime
 
 KINDS = ("wecom_friend", "group_member", "oa_follow")
 
 
-class Connection(CustomerRef, Tracked, Base):
+class Connection(RowHashed, CustomerRef, Tracked, Base):
     """A WeCom friendship with a staff member, a brand-group membership or an OA follow.
 
     Active at instant t when created_at ≤ t and (ended_at is null or ended_at > t).

@@ -7,10 +7,10 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, BigId, CustomerRef, Tracked, UTCDateTime
+from siyu.db import Base, BigId, CustomerRef, RowHashed, Tracked, UTCDateTime
 
 
-class OptOut(CustomerRef, Tracked, Base):
+class OptOut(RowHashed, CustomerRef, Tracked, Base):
     """A customer's opt-out; channel null means every marketing channel."""
 
     __tablename__ = "opt_out"

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, SmallInteger, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, BigId, CustomerRef, Tracked, UTCDateTime, utcnow
+from siyu.db import Base, BigId, CustomerRef, RowHashed, Tracked, UTCDateTime, utcnow
 
 
 class Event(Base):
@@ -30,7 +30,7 @@ class Event(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-class Interaction(CustomerRef, Tracked, Base):
+class Interaction(RowHashed, CustomerRef, Tracked, Base):
     __tablename__ = "interaction"
     __table_args__ = (
         UniqueConstraint("brand_id", "row_key"),
@@ -44,7 +44,7 @@ class Interaction(CustomerRef, Tracked, Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class SurveyResponse(CustomerRef, Tracked, Base):
+class SurveyResponse(RowHashed, CustomerRef, Tracked, Base):
     __tablename__ = "survey_response"
     __table_args__ = (UniqueConstraint("brand_id", "row_key"),)
 

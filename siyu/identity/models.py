@@ -7,7 +7,7 @@ from datetime import date, datetime
 from sqlalchemy import Date, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, BigId, Tracked, UTCDateTime, utcnow
+from siyu.db import Base, BigId, RowHashed, Tracked, UTCDateTime, utcnow
 
 # Identifier types, in the order of the `records` columns of DATA_FORMAT.md.
 IDENTITY_TYPES = (
@@ -25,7 +25,7 @@ IDENTITY_TYPES = (
 )
 
 
-class SourceRecord(Base):
+class SourceRecord(RowHashed, Base):
     """One source system's view of a person (a row of `records`, or implied by a reference)."""
 
     __tablename__ = "source_record"

@@ -18,7 +18,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sqlalchemy import Connection, Engine, text
 
-from siyu.bulk import fetch_int_columns, temp_table
+from siyu.bulk import bulk_load, fetch_int_columns, int_table, temp_table
+from siyu.customers.models import Customer
+from siyu.identity.models import Identifier, SourceRecord
 
 # Profile attributes merge by source priority, then the most recent non-null (SPEC §4).
 PROFILE_PRIORITY = ("pos", "mp", "wecom", "oa", "tmall", "jd", "douyin", "youzan")
@@ -35,6 +37,12 @@ FACT_REFERENCES = (
     ("referral", "referrer_id_type", "referrer_id_value"),
     ("referral", "invitee_id_type", "invitee_id_value"),
     ("membership", "'member_no'", "member_no"),
+)
+
+
+STATUSES = ("linked", "unlinked", "quarantined")  # identifier.status by code
+STATUS_CODE = (
+    "CASE status " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STATUSES)) + " END"
 )
 
 
@@ -59,14 +67,16 @@ def _resolve(conn: Connection, brand_id: int, k_guard: int) -> ResolutionResult:
     b = {"b": brand_id}
     _add_referenced_records(conn, brand_id, now)
 
-    rec_id, rec_cust, rec_first = fetch_int_columns(
+    sources = _sources(conn, brand_id)
+    whens = " ".join(f"WHEN '{_sql_str(s)}' THEN {i}" for i, s in enumerate(sources))
+    source_code = f"CASE source {whens} ELSE 0 END" if sources else "0"
+    rec_id, rec_cust, rec_first, rec_src = fetch_int_columns(
         conn,
-        "SELECT id, customer_id, first_customer_id FROM source_record WHERE brand_id = :b "
-        "ORDER BY id",
+        f"SELECT id, customer_id, first_customer_id, {source_code} FROM source_record "
+        "WHERE brand_id = :b ORDER BY id",
         brand_id=brand_id,
-        ncols=3,
+        ncols=4,
     )
-    rec_src = _record_sources(conn, brand_id, rec_id)
     pair_rec, pair_ident = fetch_int_columns(
         conn,
         "SELECT ri.record_id, ri.identifier_id FROM record_identity ri "
@@ -74,11 +84,11 @@ def _resolve(conn: Connection, brand_id: int, k_guard: int) -> ResolutionResult:
         brand_id=brand_id,
         ncols=2,
     )
-    ident_id, ident_cust = fetch_int_columns(
+    ident_id, ident_cust, ident_before = fetch_int_columns(
         conn,
-        "SELECT id, customer_id FROM identifier WHERE brand_id = :b ORDER BY id",
+        f"SELECT id, customer_id, {STATUS_CODE} FROM identifier WHERE brand_id = :b ORDER BY id",
         brand_id=brand_id,
-        ncols=2,
+        ncols=3,
     )
     (overridden,) = fetch_int_columns(
         conn,
@@ -87,12 +97,6 @@ def _resolve(conn: Connection, brand_id: int, k_guard: int) -> ResolutionResult:
         brand_id=brand_id,
         ncols=1,
     )
-    status_before = dict(
-        conn.execute(
-            text("SELECT id, status FROM identifier WHERE brand_id = :b AND status <> 'linked'"), b
-        ).all()
-    )
-
     n_rec, n_ident = len(rec_id), len(ident_id)
     p_rec = np.searchsorted(rec_id, pair_rec)
     p_ident = np.searchsorted(ident_id, pair_ident)
@@ -125,18 +129,9 @@ def _resolve(conn: Connection, brand_id: int, k_guard: int) -> ResolutionResult:
     _write_customers(conn, brand_id, merges, revived, splits, new_cust, now)
     ident_status = np.where(quarantined, 2, np.where(unlinked, 1, 0))
     _write_identifiers(
-        conn,
-        ident_id,
-        ident_cust,
-        ident_status,
-        status_before,
-        p_rec,
-        p_ident,
-        new_cust,
-        n_ident,
-        now,
+        conn, ident_id, ident_cust, ident_status, ident_before, p_rec, p_ident, new_cust, now
     )
-    _write_quarantine(conn, brand_id, ident_id, per_src, crowded, n_src, now)
+    _write_quarantine(conn, brand_id, sources, ident_id, per_src, crowded, n_src, now)
     _merge_profiles(conn, brand_id, np.unique(new_cust[new_cust != rec_cust]))
     live = conn.execute(
         text("SELECT count(*) FROM customer WHERE brand_id = :b AND merged_into_id IS NULL"), b
@@ -191,9 +186,9 @@ def _add_referenced_records(conn: Connection, brand_id: int, now: datetime) -> N
     )
 
 
-def _record_sources(conn: Connection, brand_id: int, rec_id: np.ndarray) -> np.ndarray:
-    """A small integer per source system, aligned with rec_id (few sources: a query each)."""
-    sources = (
+def _sources(conn: Connection, brand_id: int) -> list[str]:
+    """The brand's source systems in name order; their index is the source's small code."""
+    return list(
         conn.execute(
             text("SELECT DISTINCT source FROM source_record WHERE brand_id = :b ORDER BY source"),
             {"b": brand_id},
@@ -201,16 +196,6 @@ def _record_sources(conn: Connection, brand_id: int, rec_id: np.ndarray) -> np.n
         .scalars()
         .all()
     )
-    codes = np.zeros(len(rec_id), dtype=np.int64)
-    for code, source in enumerate(sources):
-        (ids,) = fetch_int_columns(
-            conn,
-            f"SELECT id FROM source_record WHERE brand_id = :b AND source = '{_sql_str(source)}'",
-            brand_id=brand_id,
-            ncols=1,
-        )
-        codes[np.searchsorted(rec_id, ids)] = code
-    return codes
 
 
 def _sql_str(value: str) -> str:
@@ -285,14 +270,15 @@ def _create_customers(conn: Connection, brand_id: int, count: int, now: datetime
     start = conn.execute(text("SELECT coalesce(max(id), 0) FROM customer")).scalar_one()
     # Ids are allocated explicitly so that the new rows map to components without a round trip.
     ids = np.arange(start + 1, start + 1 + count, dtype=np.int64)
-    temp_table(conn, "new_customer", [("id", "BIGINT")], [(int(i),) for i in ids])
-    conn.execute(
-        text(
-            "INSERT INTO customer (id, brand_id, created_at, updated_at) "
-            "SELECT id, :b, :now, :now FROM new_customer ORDER BY id"
-        ),
-        {"b": brand_id, "now": now},
-    )
+    int_table(conn, "new_customer", ["id"], [ids])
+    with bulk_load(conn, Customer.__table__, count):
+        conn.execute(
+            text(
+                "INSERT INTO customer (id, brand_id, created_at, updated_at) "
+                "SELECT id, :b, :now, :now FROM new_customer ORDER BY id"
+            ),
+            {"b": brand_id, "now": now},
+        )
     if conn.dialect.name == "postgresql":
         conn.execute(
             text(
@@ -310,16 +296,17 @@ def _write_records(
     new_cust: np.ndarray,
 ) -> None:
     changed = (new_cust != rec_cust) | (rec_first == 0)
-    rows = np.stack([rec_id[changed], new_cust[changed]], axis=1).tolist()
-    temp_table(conn, "record_customer", [("record_id", "BIGINT"), ("customer_id", "BIGINT")], rows)
-    conn.execute(
-        text(
-            "UPDATE source_record SET customer_id = (SELECT customer_id FROM record_customer rc "
-            " WHERE rc.record_id = source_record.id), first_customer_id = coalesce(first_customer_id, "
-            " (SELECT customer_id FROM record_customer rc WHERE rc.record_id = source_record.id)) "
-            "WHERE id IN (SELECT record_id FROM record_customer)"
-        )
+    int_table(
+        conn, "record_customer", ["record_id", "customer_id"], [rec_id[changed], new_cust[changed]]
     )
+    with bulk_load(conn, SourceRecord.__table__, int(changed.sum())):
+        conn.execute(
+            text(
+                "UPDATE source_record SET customer_id = rc.customer_id, "
+                " first_customer_id = coalesce(source_record.first_customer_id, rc.customer_id) "
+                "FROM record_customer rc WHERE rc.record_id = source_record.id"
+            )
+        )
 
 
 def _write_customers(
@@ -394,55 +381,42 @@ def _write_identifiers(
     ident_id: np.ndarray,
     ident_cust: np.ndarray,
     ident_status: np.ndarray,
-    status_before: dict[int, str],
+    ident_before: np.ndarray,
     p_rec: np.ndarray,
     p_ident: np.ndarray,
     new_cust: np.ndarray,
-    n_ident: int,
     now: datetime,
 ) -> None:
     """Point every value at its customer: the component's (linked), the oldest carrier's
-    (unlinked), none (quarantined)."""
-    best = np.full(n_ident, np.iinfo(np.int64).max)
+    (unlinked), none (quarantined). Only values whose customer or status changes are written
+    (and get changed_at)."""
+    best = np.full(len(ident_id), np.iinfo(np.int64).max)
     np.minimum.at(best, p_ident, new_cust[p_rec])
     best[best == np.iinfo(np.int64).max] = 0
     best[ident_status == 2] = 0
-    names = np.array(["linked", "unlinked", "quarantined"])
-    before = (
-        np.array([status_before.get(int(i), "linked") for i in ident_id[ident_status > 0]])
-        if (ident_status > 0).any()
-        else np.array([], dtype=str)
-    )
-    status_changed = np.zeros(n_ident, dtype=bool)
-    nonlinked = np.flatnonzero(ident_status > 0)
-    status_changed[nonlinked] = before != names[ident_status[nonlinked]]
-    was_special = np.isin(ident_id, np.array(list(status_before), dtype=np.int64))
-    status_changed |= was_special & (ident_status == 0)
-    changed = (best != ident_cust) | status_changed
-    rows = [
-        (int(i), int(c) if c else None, str(names[s]))
-        for i, c, s in zip(ident_id[changed], best[changed], ident_status[changed], strict=False)
-    ]
-    temp_table(
+    changed = (best != ident_cust) | (ident_status != ident_before)
+    int_table(
         conn,
         "identifier_customer",
-        [("id", "BIGINT"), ("customer_id", "BIGINT"), ("status", "VARCHAR(16)")],
-        rows,
+        ["id", "customer_id", "status"],
+        [ident_id[changed], best[changed], ident_status[changed]],
     )
-    conn.execute(
-        text(
-            "UPDATE identifier SET customer_id = (SELECT customer_id FROM identifier_customer ic "
-            " WHERE ic.id = identifier.id), status = (SELECT status FROM identifier_customer ic "
-            " WHERE ic.id = identifier.id), changed_at = :now"
-            " WHERE id IN (SELECT id FROM identifier_customer)"
-        ),
-        {"now": now},
-    )
+    status = "CASE ic.status " + " ".join(f"WHEN {i} THEN '{s}'" for i, s in enumerate(STATUSES))
+    with bulk_load(conn, Identifier.__table__, int(changed.sum())):
+        conn.execute(
+            text(
+                "UPDATE identifier SET customer_id = NULLIF(ic.customer_id, 0), "
+                f"status = {status} END, changed_at = :now "
+                "FROM identifier_customer ic WHERE ic.id = identifier.id"
+            ),
+            {"now": now},
+        )
 
 
 def _write_quarantine(
     conn: Connection,
     brand_id: int,
+    sources: list[str],
     ident_id: np.ndarray,
     per_src: tuple[np.ndarray, np.ndarray],
     crowded: np.ndarray,
@@ -453,14 +427,6 @@ def _write_quarantine(
     keys, counts = per_src
     q_ident = np.unique(keys[crowded] // n_src)
     listed = np.isin(keys // n_src, q_ident)
-    sources = (
-        conn.execute(
-            text("SELECT DISTINCT source FROM source_record WHERE brand_id = :b ORDER BY source"),
-            {"b": brand_id},
-        )
-        .scalars()
-        .all()
-    )
     rows = [
         (int(ident_id[k // n_src]), sources[int(k % n_src)], int(c))
         for k, c in zip(keys[listed], counts[listed], strict=False)
@@ -488,18 +454,26 @@ def _merge_profiles(conn: Connection, brand_id: int, customer_ids: np.ndarray) -
     """Name, gender, birthday, city: best-priority source first, then the most recent value."""
     if len(customer_ids) == 0:
         return
-    temp_table(conn, "touched_customer", [("id", "BIGINT")], [(int(c),) for c in customer_ids])
+    int_table(conn, "touched_customer", ["id"], [customer_ids])
     rank = (
         "CASE r.source "
         + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(PROFILE_PRIORITY))
         + f" ELSE {len(PROFILE_PRIORITY)} END"
     )
-    sets = ", ".join(
-        f"{f} = (SELECT r.{f} FROM source_record r WHERE r.customer_id = customer.id "
-        f"AND r.{f} IS NOT NULL ORDER BY {rank}, r.updated_at DESC, r.id DESC LIMIT 1)"
+    # Per field, the first non-null value in priority order over the customer's records.
+    picks = ", ".join(
+        f"first_value(r.{f}) OVER (PARTITION BY r.customer_id ORDER BY "
+        f"CASE WHEN r.{f} IS NULL THEN 1 ELSE 0 END, {rank}, r.updated_at DESC, r.id DESC) AS {f}"
         for f in PROFILE_FIELDS
     )
-    conn.execute(text(f"UPDATE customer SET {sets} WHERE id IN (SELECT id FROM touched_customer)"))
+    sets = ", ".join(f"{f} = p.{f}" for f in PROFILE_FIELDS)
+    conn.execute(
+        text(
+            f"UPDATE customer SET {sets} FROM (SELECT DISTINCT r.customer_id, {picks} "
+            "FROM source_record r JOIN touched_customer t ON t.id = r.customer_id) p "
+            "WHERE p.customer_id = customer.id"
+        )
+    )
 
 
 class IdentityError(ValueError):

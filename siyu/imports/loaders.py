@@ -10,12 +10,13 @@ import duckdb
 from sqlalchemy import Connection, Table, text
 
 from siyu.automation.models import Delivery
+from siyu.bulk import bulk_load
 from siyu.channels.models import Channel, ChannelCost, ChannelReach
 from siyu.communities.models import ChatGroup
 from siyu.connections.models import Connection as ConnectionRow
 from siyu.consent.models import OptOut
 from siyu.events.models import Interaction, SurveyResponse
-from siyu.identity.models import IDENTITY_TYPES, SourceRecord
+from siyu.identity.models import IDENTITY_TYPES, Identifier, RecordIdentity, SourceRecord
 from siyu.imports import upsert as up
 from siyu.imports.specs import FileSpec, Ref
 from siyu.imports.validate import Check, _lit, raw
@@ -100,9 +101,11 @@ def load_ref_maps(duck: duckdb.DuckDBPyConnection, conn: Connection, brand_id: i
         rows = conn.execute(
             text(f"SELECT code, id FROM {table} WHERE brand_id = :b"), {"b": brand_id}
         ).fetchall()
-        duck.execute(f"CREATE OR REPLACE TABLE ref_{table} (code VARCHAR, id BIGINT)")
-        if rows:
-            duck.executemany(f"INSERT INTO ref_{table} VALUES (?, ?)", [tuple(r) for r in rows])
+        duck.execute(
+            f"CREATE OR REPLACE TABLE ref_{table} AS SELECT unnest($c::VARCHAR[]) AS code, "
+            "unnest($i::BIGINT[]) AS id",
+            {"c": [r[0] for r in rows], "i": [r[1] for r in rows]},
+        )
 
 
 def _code(col: str, table: str) -> str:
@@ -115,16 +118,45 @@ def _simple(
     key: list[str],
 ) -> Callable[[Context], Applied]:
     def apply(ctx: Context) -> Applied:
-        staged = up.stage(ctx.duck, ctx.conn, f"stage_{target.name}", cols, ctx.source)
         constants: dict[str, object] = {}
         if "brand_id" in target.c:
             constants["brand_id"] = ctx.brand_id
+        source, staged_cols, fresh = ctx.source, cols, False
+        if up.HASH in target.c and "brand_id" in target.c:
+            where = f'FROM "{target.name}" WHERE brand_id = :b'
+            source = up.pending(
+                ctx.duck,
+                ctx.conn,
+                ctx.source,
+                up.hashed(cols),
+                f"SELECT {up.HASH} {where} AND {up.HASH} IS NOT NULL",
+                ctx.brand_id,
+            )
+            if up.count(ctx.duck, source) == 0:
+                return Applied(0, 0)
+            staged_cols = [*cols, up.integer(up.HASH)]
+            fresh = not up.brand_has_rows(ctx.conn, where, ctx.brand_id)
+        if fresh:
+            if "changed_at" in target.c:
+                constants["changed_at"] = ctx.now
+            by_key = [c.expr for c in cols if c.name in key]
+            n = up.insert_direct(
+                ctx.duck,
+                ctx.conn,
+                target,
+                staged_cols,
+                source,
+                constants=constants,
+                order_by=by_key,
+            )
+            return Applied(n, 0)
+        staged = up.stage(ctx.duck, ctx.conn, f"stage_{target.name}", staged_cols, source)
         ins, upd = up.upsert(
             ctx.conn,
             target,
             staged,
             key=key,
-            columns=[c.name for c in cols],
+            columns=[c.name for c in staged_cols],
             constants=constants,
             now=ctx.now,
         )
@@ -163,9 +195,22 @@ def apply_records(ctx: Context) -> Applied:
         up.day("birthday"),
         up.text("city"),
     ]
-    staged = up.stage(ctx.duck, conn, "stage_records", rec_cols, ctx.source)
+    # One hash covers the record's fields and every identifier it carries.
+    where = "FROM source_record WHERE brand_id = :b"
+    source = up.pending(
+        ctx.duck,
+        conn,
+        ctx.source,
+        up.hashed(rec_cols, [f'"{t}"' for t in IDENTITY_TYPES]),
+        f"SELECT {up.HASH} {where} AND {up.HASH} IS NOT NULL",
+        ctx.brand_id,
+    )
+    if up.count(ctx.duck, source) == 0:
+        return Applied(0, 0)
+    fresh = not up.brand_has_rows(conn, where, ctx.brand_id)
+    rec_cols.append(up.integer(up.HASH))
     unpivot = " UNION ALL ".join(
-        f"SELECT record_id, '{t}' AS id_type, \"{t}\" AS value FROM {ctx.source} "
+        f"SELECT record_id, '{t}' AS id_type, \"{t}\" AS value FROM {source} "
         f'WHERE "{t}" IS NOT NULL'
         for t in IDENTITY_TYPES
     )
@@ -176,17 +221,43 @@ def apply_records(ctx: Context) -> Applied:
         "stage_ident",
         [up.text("record_key", "record_id"), up.text("id_type"), up.text("value")],
         f"ident_{ctx.source}",
+        order_by=["id_type", "value"],
     )
+    n_ident = up.count(ctx.duck, f"ident_{ctx.source}")
+    with bulk_load(conn, Identifier.__table__, n_ident if fresh else 0):
+        conn.execute(
+            text(
+                "INSERT INTO identifier (brand_id, id_type, value, status, changed_at) "
+                "SELECT DISTINCT :b, s.id_type, s.value, 'linked', :now FROM stage_ident s"
+                " WHERE NOT EXISTS (SELECT 1 FROM identifier i WHERE i.brand_id = :b"
+                " AND i.id_type = s.id_type AND i.value = s.value)"
+            ),
+            {**b, "now": ctx.now},
+        )
+    if fresh:  # the brand's first records: nothing to compare, nothing to replace
+        inserted = up.insert_direct(
+            ctx.duck,
+            conn,
+            SourceRecord.__table__,
+            rec_cols,
+            source,
+            constants={"brand_id": ctx.brand_id, "created_at": ctx.now, "updated_at": ctx.now},
+            order_by=["record_id"],
+        )
+        with bulk_load(conn, RecordIdentity.__table__, n_ident):
+            conn.execute(
+                text(
+                    "INSERT INTO record_identity (record_id, id_type, identifier_id) "
+                    "SELECT r.id, s.id_type, i.id FROM stage_ident s"
+                    " JOIN source_record r ON r.brand_id = :b AND r.record_key = s.record_key"
+                    " JOIN identifier i ON i.brand_id = :b AND i.id_type = s.id_type"
+                    " AND i.value = s.value"
+                ),
+                b,
+            )
+        return Applied(inserted, 0)
+    staged = up.stage(ctx.duck, conn, "stage_records", rec_cols, source)
     conn.exec_driver_sql("CREATE INDEX ix_stage_ident_key ON stage_ident (record_key, id_type)")
-    conn.execute(
-        text(
-            "INSERT INTO identifier (brand_id, id_type, value, status, changed_at) "
-            "SELECT DISTINCT :b, s.id_type, s.value, 'linked', :now FROM stage_ident s"
-            " WHERE NOT EXISTS (SELECT 1 FROM identifier i WHERE i.brand_id = :b"
-            " AND i.id_type = s.id_type AND i.value = s.value)"
-        ),
-        {**b, "now": ctx.now},
-    )
     conn.execute(text("DROP TABLE IF EXISTS changed_records"))
     conn.execute(text("CREATE TEMPORARY TABLE changed_records (record_id BIGINT PRIMARY KEY)"))
     differs = " OR ".join(
@@ -248,9 +319,22 @@ def apply_order_items(ctx: Context) -> Applied:
         up.text("sku"),
         up.integer("qty"),
         up.integer("amount_fen"),
-        up.integer("order_id", "NULL::BIGINT"),
     ]
-    staged = up.stage(ctx.duck, conn, "stage_items", cols, ctx.source)
+    # The hash leaves out the file line: moving a row within the file changes nothing.
+    where = 'FROM order_item i JOIN "order" o ON o.id = i.order_id WHERE o.brand_id = :b'
+    source = up.pending(
+        ctx.duck,
+        conn,
+        ctx.source,
+        up.hashed(cols[1:]),
+        f"SELECT i.{up.HASH} {where} AND i.{up.HASH} IS NOT NULL",
+        ctx.brand_id,
+    )
+    if up.count(ctx.duck, source) == 0:
+        return Applied(0, 0)
+    fresh = not up.brand_has_rows(conn, where, ctx.brand_id)
+    cols += [up.integer("order_id", "NULL::BIGINT"), up.integer(up.HASH)]
+    staged = up.stage(ctx.duck, conn, "stage_items", cols, source, order_by=["order_id", "sku"])
     conn.execute(
         text(
             'UPDATE stage_items SET order_id = (SELECT o.id FROM "order" o WHERE o.brand_id = :b'
@@ -267,9 +351,10 @@ def apply_order_items(ctx: Context) -> Applied:
         OrderItem.__table__,
         staged,
         key=["order_id", "sku"],
-        columns=["order_id", "sku", "qty", "amount_fen"],
+        columns=["order_id", "sku", "qty", "amount_fen", up.HASH],
         constants={},
         now=ctx.now,
+        fresh=fresh,
     )
     late = [
         (line, "order_id", key, f"unknown order_id {key} (not in orders)") for line, key in missing

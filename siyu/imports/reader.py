@@ -173,16 +173,24 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: Path, spec: FileSpec, table:
 def _number_lines(con: duckdb.DuckDBPyConnection, table: str, reject_lines: list[int]) -> None:
     """Give each accepted row its file line: row index + 2, shifted past refused lines."""
     # Row i sits at line i + 2 + (refused lines before it). Build (first index, shift) segments.
+    if not reject_lines:
+        con.execute(f"CREATE TABLE {table} AS SELECT rowid + 2 AS _line, * FROM {table}_in")
+        con.execute(f"DROP TABLE {table}_in")
+        return
     segments: list[tuple[int, int]] = [(0, 0)]
     for shift, line in enumerate(reject_lines, start=1):
         segments.append((line - 2 - shift + 1, shift))
     con.execute("DROP TABLE IF EXISTS siyu_line_shift")
-    con.execute("CREATE TEMP TABLE siyu_line_shift (first_idx BIGINT, shift BIGINT)")
-    con.executemany("INSERT INTO siyu_line_shift VALUES (?, ?)", segments)
     con.execute(
-        f"CREATE TABLE {table} AS SELECT r.rowid + 2 + ("
-        f"  SELECT max(shift) FROM siyu_line_shift s WHERE s.first_idx <= r.rowid) AS _line, r.* "
-        f"FROM {table}_in r ORDER BY r.rowid"
+        "CREATE TEMP TABLE siyu_line_shift AS SELECT unnest($f::BIGINT[]) AS first_idx, "
+        "unnest($s::BIGINT[]) AS shift",
+        {"f": [f for f, _ in segments], "s": [s for _, s in segments]},
+    )
+    # Each row takes the shift of the last segment starting at or before it (an as-of join).
+    con.execute(
+        f"CREATE TABLE {table} AS SELECT r.rowid + 2 + s.shift AS _line, r.* "
+        f"FROM {table}_in r ASOF JOIN siyu_line_shift s ON r.rowid >= s.first_idx "
+        "ORDER BY r.rowid"
     )
     con.execute(f"DROP TABLE {table}_in")
 

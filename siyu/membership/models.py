@@ -7,10 +7,10 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, BigId, Tracked, UTCDateTime
+from siyu.db import Base, BigId, RowHashed, Tracked, UTCDateTime
 
 
-class Membership(Tracked, Base):
+class Membership(RowHashed, Tracked, Base):
     """A member card; its member_no is also an identifier that resolves to the customer."""
 
     __tablename__ = "membership"

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, BigId, CustomerRef, Tracked, UTCDateTime
+from siyu.db import Base, BigId, CustomerRef, RowHashed, Tracked, UTCDateTime
 
 STATUSES = ("paid", "cancelled", "refunded")
 LADDER_ROLES = ("traffic", "trust", "profit", "extension")
@@ -26,7 +26,7 @@ class Product(Base):
     ladder_role: Mapped[str | None] = mapped_column(String(16))
 
 
-class Order(CustomerRef, Tracked, Base):
+class Order(RowHashed, CustomerRef, Tracked, Base):
     """An order in fen. Paid = not cancelled and refund_fen < amount_fen (DATA_FORMAT.md)."""
 
     __tablename__ = "order"
@@ -47,7 +47,7 @@ class Order(CustomerRef, Tracked, Base):
     refund_fen: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class OrderItem(Tracked, Base):
+class OrderItem(RowHashed, Tracked, Base):
     __tablename__ = "order_item"
 
     order_id: Mapped[int] = mapped_column(
