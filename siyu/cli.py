@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import time
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -316,10 +317,26 @@ def demo(
     console.print(made.format())
     engine, brand_id = open_brand(settings)
     summary = run_import(engine, brand_id, settings, out)
+    # The last full calendar quarter the demo covers, for the metrics example.
+    q_end = date(made.end.year, (made.end.month - 1) // 3 * 3 + 1, 1)
+    q_start = date(q_end.year - (q_end.month == 1), (q_end.month - 4) % 12 + 1, 1)
+    prog = sys.argv[0] if not Path(sys.argv[0]).is_absolute() else Path(sys.argv[0]).name
+    siyu = f"{prog} --data-dir {settings.data_dir}"
+    tries = [
+        f"metrics --from {q_start} --to {q_end}",
+        "cohorts --by month",
+        f"lifecycle --as-of {q_end}",
+        "customer show 1",
+        "identity quarantined",
+        f"import {out}",
+    ]
     console.print(
-        "\nTry: [bold]siyu customer show <id>[/bold], [bold]siyu identity quarantined[/bold], "
-        f"or re-run [bold]siyu --data-dir {settings.data_dir} import {out}[/bold] (changes nothing)."
+        "\nTry 试试 — metrics 指标, cohorts 留存, lifecycle 生命周期, one customer 单客, "
+        "quarantine 隔离, and a re-import that changes nothing:",
+        highlight=False,
     )
+    for t in tries:
+        console.print(f"  {siyu} {t}", highlight=False, soft_wrap=True)
     if summary.failed_files:
         raise typer.Exit(code=1)
 
