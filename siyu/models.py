@@ -1,7 +1,7 @@
 """Every table, imported once so SQLAlchemy's metadata (and Alembic) sees the whole model."""
 
 from siyu.auth.models import ApiToken
-from siyu.automation.models import Delivery
+from siyu.automation.models import Delivery, OutboxItem
 from siyu.channels.models import Channel, ChannelCost, ChannelReach
 from siyu.communities.models import ChatGroup
 from siyu.connections.models import Connection
@@ -53,6 +53,7 @@ __all__ = [
     "Membership",
     "OptOut",
     "Order",
+    "OutboxItem",
     "OrderItem",
     "OrgUnit",
     "Product",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siyu.db import Base, BigId, CustomerRef, RowHashed, Tracked, UTCDateTime
+from siyu.db import Base, BigId, CustomerRef, RowHashed, Tracked, UTCDateTime, utcnow
 
 DELIVERY_CHANNELS = ("wecom", "group", "sms", "oa")
 
@@ -25,3 +26,38 @@ class Delivery(RowHashed, CustomerRef, Tracked, Base):
     channel: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16))  # delivered / failed
+
+
+OUTBOX_STATUSES = ("pending", "claimed", "sent", "failed")
+
+
+class OutboxItem(Base):
+    """One outbound action, written before it is sent (ARCHITECTURE.md "Delivery guarantees").
+
+    `dedup_key` is unique per brand — (sop, version, step, customer, occurrence) for SOP sends —
+    so the same action can be enqueued any number of times and exists once. It doubles as the
+    adapter's idempotency key: a row whose worker died between sending and recording is resolved
+    by asking the adapter about that key, never by sending again.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("brand_id", "dedup_key"),
+        Index("ix_outbox_ready", "status", "not_before"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"))
+    dedup_key: Mapped[str] = mapped_column(String(200))
+    adapter: Mapped[str] = mapped_column(String(32))  # wecom / group / sms / webhook …
+    customer_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)  # quiet hours hold, retry backoff
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(String(500))
