@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from siyu import clikit, migrate
 from siyu.auth import commands as auth_commands
+from siyu.automation import commands as automation_commands
 from siyu.clikit import State, console, err
 from siyu.config import Settings
 from siyu.customers import service as customer_service
@@ -53,6 +54,8 @@ app.command("ladder")(lifecycle_reports.ladder)
 app.add_typer(segment_commands.app, name="segments")
 app.add_typer(wecom_app, name="wecom")
 app.add_typer(auth_commands.app, name="api-token")
+app.command("worker")(automation_commands.worker)
+app.command("sms-sim")(automation_commands.sms_sim)
 app.command(name="wecom-sim")(wecom_sim)
 
 DataDir = Annotated[

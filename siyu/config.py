@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     wecom_callback_max_skew_seconds: int = 300
     wecom_requests_per_second: float = 20.0
     wecom_timeout_seconds: float = 10.0
+    # SMS gateway for the outbox worker (`siyu sms-sim` locally; a provider behind the same API).
+    sms_api_base: str | None = None
+    sms_api_key: str | None = None
 
     @property
     def metric_constants(self):  # type: ignore[no-untyped-def]

@@ -3,9 +3,9 @@
 `siyu wecom-sim` runs it; the tests and the demo use it over real HTTP on localhost.
 """
 
+from siyu.serverthread import ServerThread, free_port
 from siyu.wecom.simulator.app import ApiFaults, FaultInjector, create_app
 from siyu.wecom.simulator.callbacks import CallbackFaults, CallbackSender, Event
-from siyu.wecom.simulator.server import ServerThread, free_port
 from siyu.wecom.simulator.state import Simulator
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Run an ASGI app (the simulator, or a callback receiver) with uvicorn in a background thread."""
+"""Run an ASGI app (a simulator, or a callback receiver) with uvicorn in a background thread."""
 
 from __future__ import annotations
 

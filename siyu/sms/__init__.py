@@ -1,0 +1,1 @@
+"""SMS delivery: one adapter interface for real providers, and a local simulator."""
