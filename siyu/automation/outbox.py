@@ -14,14 +14,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Engine, and_, select, text, update
 
 from siyu.automation.adapters import Adapter, Outbound, Refused, Unavailable
 from siyu.automation.models import OutboxItem
@@ -60,31 +60,62 @@ class DeliveryReport:
 
 
 def enqueue(engine: Engine, brand_id: int, items: Iterable[Enqueue]) -> int:
-    """Insert the new items; returns how many were new (duplicates of a key are ignored)."""
+    """Insert the new items in bulk; returns how many were new (a key already there is skipped).
+
+    Rows go to a temporary table (COPY on PostgreSQL, executemany on SQLite) and into the outbox
+    with one INSERT … SELECT … ON CONFLICT DO NOTHING, so a fan-out of a million recipients is
+    one statement, and re-running it inserts nothing.
+    """
     now = utcnow()
+    pg = engine.dialect.name == "postgresql"
     rows = [
-        {
-            "brand_id": brand_id,
-            "dedup_key": i.dedup_key,
-            "adapter": i.adapter,
-            "customer_id": i.customer_id,
-            "payload": i.payload,
-            "status": "pending",
-            "attempts": 0,
-            "not_before": i.not_before or now,
-            "created_at": now,
-        }
+        (
+            i.dedup_key,
+            i.adapter,
+            i.customer_id,
+            json.dumps(i.payload, ensure_ascii=False),
+            (i.not_before or now) if pg else _sqlite_ts(i.not_before or now),
+        )
         for i in items
     ]
     if not rows:
         return 0
-    dialect = engine.dialect.name
-    stmt = (pg_insert(T) if dialect == "postgresql" else sqlite_insert(T)).on_conflict_do_nothing(
-        index_elements=["brand_id", "dedup_key"]
-    )
+    ts_type = "TIMESTAMPTZ" if pg else "VARCHAR(32)"
     with engine.begin() as conn:
-        # RETURNING yields only the rows really inserted: duplicates are skipped silently.
-        return len(conn.execute(stmt.returning(T.c.id), rows).all())
+        conn.exec_driver_sql("DROP TABLE IF EXISTS enqueue_batch")
+        conn.exec_driver_sql(
+            "CREATE TEMPORARY TABLE enqueue_batch (dedup_key VARCHAR(200), adapter VARCHAR(32), "
+            f"customer_id BIGINT, payload TEXT, not_before {ts_type})"
+        )
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cols = "dedup_key, adapter, customer_id, payload, not_before"
+        if pg:
+            with raw.cursor() as cur, cur.copy(f"COPY enqueue_batch ({cols}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cur = raw.cursor()
+            cur.executemany(f"INSERT INTO enqueue_batch ({cols}) VALUES (?, ?, ?, ?, ?)", rows)
+            cur.close()
+        payload = "CAST(b.payload AS JSON)" if pg else "b.payload"
+        done = conn.execute(
+            text(
+                "INSERT INTO outbox (brand_id, dedup_key, adapter, customer_id, payload, status, "
+                "attempts, not_before, created_at) "
+                f"SELECT :brand, b.dedup_key, b.adapter, b.customer_id, {payload}, 'pending', 0, "
+                "b.not_before, :now FROM enqueue_batch b WHERE true "
+                "ON CONFLICT (brand_id, dedup_key) DO NOTHING"
+            ).execution_options(preserve_rowcount=True),
+            {"brand": brand_id, "now": now if pg else _sqlite_ts(now)},
+        )
+        conn.exec_driver_sql("DROP TABLE enqueue_batch")
+        return int(done.rowcount)
+
+
+def _sqlite_ts(at: datetime) -> str:
+    """A UTC instant as SQLAlchemy stores DateTime on SQLite."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def claim(engine: Engine, worker: str, *, limit: int = 100) -> list[Claimed]:
@@ -118,12 +149,42 @@ def claim(engine: Engine, worker: str, *, limit: int = 100) -> list[Claimed]:
 
 
 def _finish(engine: Engine, item_id: int, worker: str, **values: Any) -> None:
+    _record(engine, worker, [(item_id, values)])
+
+
+def _record(engine: Engine, worker: str, outcomes: list[tuple[int, dict[str, Any]]]) -> None:
+    """Write a batch of outcomes in one transaction, each only if `worker` still holds the row."""
     with engine.begin() as conn:
-        conn.execute(
-            update(T)
-            .where(T.c.id == item_id, T.c.status == "claimed", T.c.claimed_by == worker)
-            .values(**values)
-        )
+        for item_id, values in outcomes:
+            conn.execute(
+                update(T)
+                .where(T.c.id == item_id, T.c.status == "claimed", T.c.claimed_by == worker)
+                .values(**values)
+            )
+
+
+def _outcome(
+    item: Claimed, adapter: Adapter | None, max_attempts: int, backoff: timedelta
+) -> tuple[str, dict[str, Any]]:
+    """Send one row; (kind, values to record) with kind sent / failed / retrying."""
+    if adapter is None:
+        return "failed", {"status": "failed", "done_at": utcnow(),
+                          "error": f"no adapter named {item.adapter!r}"}  # fmt: skip
+    attempts = item.attempts + 1
+    try:
+        sent = adapter.send(Outbound(item.dedup_key, item.customer_id, item.payload))
+    except Refused as e:
+        return "failed", {"status": "failed", "done_at": utcnow(), "attempts": attempts,
+                          "error": str(e)[:500]}  # fmt: skip
+    except Unavailable as e:
+        if attempts >= max_attempts:
+            return "failed", {"status": "failed", "done_at": utcnow(), "attempts": attempts,
+                              "error": f"gave up after {attempts} attempts: {e}"[:500]}  # fmt: skip
+        return "retrying", {"status": "pending", "attempts": attempts, "claimed_by": None,
+                            "claimed_at": None, "error": str(e)[:500],
+                            "not_before": utcnow() + backoff * 2 ** (attempts - 1)}  # fmt: skip
+    return "sent", {"status": "sent", "done_at": utcnow(), "attempts": attempts, "error": None,
+                    "result": {"reference": sent.reference, **sent.detail}}  # fmt: skip
 
 
 def deliver(
@@ -134,37 +195,25 @@ def deliver(
     *,
     max_attempts: int = 5,
     backoff: timedelta = timedelta(seconds=30),
+    concurrency: int = 16,
 ) -> DeliveryReport:
+    """Send claimed rows (up to `concurrency` requests in flight) and record every outcome in
+    one transaction. Should the worker die before that commit, the rows stay claimed and
+    `recover` asks the providers what was sent."""
     report = DeliveryReport()
-    for item in items:
-        adapter = adapters.get(item.adapter)
-        if adapter is None:
-            _finish(engine, item.id, worker, status="failed", done_at=utcnow(),
-                    error=f"no adapter named {item.adapter!r}")  # fmt: skip
-            report.failed += 1
-            continue
-        try:
-            sent = adapter.send(Outbound(item.dedup_key, item.customer_id, item.payload))
-        except Refused as e:
-            _finish(engine, item.id, worker, status="failed", done_at=utcnow(),
-                    attempts=item.attempts + 1, error=str(e)[:500])  # fmt: skip
-            report.failed += 1
-        except Unavailable as e:
-            attempts = item.attempts + 1
-            if attempts >= max_attempts:
-                _finish(engine, item.id, worker, status="failed", done_at=utcnow(),
-                        attempts=attempts, error=f"gave up after {attempts} attempts: {e}"[:500])  # fmt: skip
-                report.failed += 1
-            else:
-                _finish(engine, item.id, worker, status="pending", attempts=attempts,
-                        not_before=utcnow() + backoff * 2 ** (attempts - 1),
-                        claimed_by=None, claimed_at=None, error=str(e)[:500])  # fmt: skip
-                report.retrying += 1
-        else:
-            _finish(engine, item.id, worker, status="sent", done_at=utcnow(),
-                    attempts=item.attempts + 1, error=None,
-                    result={"reference": sent.reference, **sent.detail})  # fmt: skip
-            report.sent += 1
+    if not items:
+        return report
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items)))) as pool:
+        outcomes = list(
+            pool.map(lambda i: _outcome(i, adapters.get(i.adapter), max_attempts, backoff), items)
+        )
+    _record(
+        engine, worker, [(i.id, values) for i, (_, values) in zip(items, outcomes, strict=True)]
+    )
+    for kind, values in outcomes:
+        setattr(report, kind, getattr(report, kind) + 1)
+        if kind == "failed" and values.get("error"):
+            report.errors.append(values["error"])
     return report
 
 
