@@ -52,6 +52,7 @@ app.command("ladder")(lifecycle_reports.ladder)
 app.add_typer(segment_commands.app, name="segments")
 app.add_typer(wecom_app, name="wecom")
 app.add_typer(auth_commands.app, name="api-token")
+app.add_typer(auth_commands.user_app, name="user")
 app.command(name="wecom-sim")(wecom_sim)
 
 DataDir = Annotated[
