@@ -36,12 +36,13 @@ def record(
 
 
 def recent(conn: Connection, *, brand_id: int, limit: int = 100) -> list[dict[str, Any]]:
+    """The latest entries, newest first."""
     rows = conn.execute(
-        select(AuditLog)
+        select(AuditLog.__table__)
         .where(AuditLog.brand_id == brand_id)
         .order_by(AuditLog.id.desc())
         .limit(limit)
-    ).scalars()
+    )
     return [
         {
             "at": r.created_at,
