@@ -323,6 +323,34 @@ def demo(
     )
     if summary.failed_files:
         raise typer.Exit(code=1)
+    _demo_logins(engine, brand_id, settings)
+
+
+def _demo_logins(engine: Engine, brand_id: int, settings: Settings) -> None:
+    """An HQ operator and a store manager for the demo console, with fresh printed passwords."""
+    from siyu.auth import passwords, users
+    from siyu.orgs import service as org_service
+
+    with engine.begin() as conn:
+        stores = org_service.list_stores(conn, brand_id=brand_id)
+        if not stores:
+            return
+        store = str(stores[0]["code"])
+        logins = [("hq", "hq_operator", None), ("store", "store_manager", store)]
+        made = []
+        for name, role, org in logins:
+            password = passwords.generate()
+            users.ensure(conn, brand_id=brand_id, username=name, role=role, password=password,
+                         org=org)  # fmt: skip
+            made.append((name, role, org, password))
+    data_dir = "" if settings.data_dir == Path("siyu-data") else f" --data-dir {settings.data_dir}"
+    console.print(
+        f"\n[bold]Console 运营台[/bold]: run [bold]siyu{data_dir} serve[/bold] and open "
+        "http://127.0.0.1:8000 — log in as:"
+    )
+    for name, role, org, password in made:
+        where = f" of store {org}" if org else " (whole brand)"
+        console.print(f"  {name} / {password}   {role}{where}", highlight=False)
 
 
 @app.command()

@@ -7,7 +7,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select
+from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from siyu.auth import passwords
 from siyu.auth.models import User, UserSession
@@ -208,3 +208,30 @@ def principal(conn: Connection, *, user_id: int) -> Principal:
         store_ids=store_ids,
         staff_id=user.staff_id,
     )
+
+
+def set_password(conn: Connection, *, brand_id: int, username: str, password: str) -> bool:
+    """Replace a user's password and end their sessions; False when there is no such user."""
+    if len(password) < passwords.MIN_LENGTH:
+        raise UserError("password", f"give at least {passwords.MIN_LENGTH} characters")
+    user_id = conn.execute(
+        select(User.id).where(User.brand_id == brand_id, User.username == username)
+    ).scalar_one_or_none()
+    if user_id is None:
+        return False
+    conn.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(password_hash=passwords.hash_password(password))
+    )
+    conn.execute(delete(UserSession).where(UserSession.user_id == user_id))
+    return True
+
+
+def ensure(
+    conn: Connection, *, brand_id: int, username: str, role: str, password: str,
+    org: str | None = None,
+) -> None:  # fmt: skip
+    """Create the user, or give an existing one this password (used by `siyu demo`)."""
+    if not set_password(conn, brand_id=brand_id, username=username, password=password):
+        create(conn, brand_id=brand_id, username=username, role=role, password=password, org=org)

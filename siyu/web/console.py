@@ -330,7 +330,7 @@ def customer_360(request: Request, key: str, me: Principal = Depends(current)) -
             conn.rollback()
             return deny(request, me, e.target)
         order_rows = customers.orders(
-            conn, brand_id=ctx.brand_id, customer_id=view.id, store_ids=me.store_ids
+            conn, brand_id=ctx.brand_id, customer_id=view.id, store_ids=me.store_ids, limit=20
         )
         if me.sees_pii:
             audit.record(
@@ -366,25 +366,25 @@ def _mask_via(me: Principal, via: str) -> str:
 def _lifecycle_of(
     con: duckdb.DuckDBPyConnection, ctx: AppContext, customer_id: int
 ) -> dict[str, Any] | None:
-    """The customer's lifecycle stage, layer and RFM class: from today's snapshot when the daily
-    pass wrote one, else computed now for the brand (the same SQL as `siyu lifecycle`)."""
-    tz = ZoneInfo(ctx.settings.timezone)
-    today = datetime.now(tz).date()
+    """The customer's lifecycle stage, layer and RFM class as of the end of the data (as_of, for
+    a live brand): from the daily pass's snapshot of that day, or computed for the brand now
+    with the same SQL as `siyu lifecycle`."""
+    as_of = _default_period(con, ctx)[1]
     lifecycle.ensure_table(con)
     row = con.execute(
         f"SELECT as_of, stage, value_layer, rfm_class, days_since FROM {lifecycle.SNAPSHOT} "
         "WHERE brand_id = ? AND customer_id = ? ORDER BY as_of DESC LIMIT 1",
         [ctx.brand_id, customer_id],
     ).fetchone()
-    if row is None or row[0] != today:
+    if row is None or row[0] != as_of:
         lifecycle.write_snapshot(
-            con, scope=Scope(ctx.brand_id, ctx.settings.timezone), as_of=today,
+            con, scope=Scope(ctx.brand_id, ctx.settings.timezone), as_of=as_of,
             constants=ctx.settings.metric_constants,
         )  # fmt: skip
         row = con.execute(
             f"SELECT as_of, stage, value_layer, rfm_class, days_since FROM {lifecycle.SNAPSHOT} "
             "WHERE brand_id = ? AND customer_id = ? AND as_of = ?",
-            [ctx.brand_id, customer_id, today],
+            [ctx.brand_id, customer_id, as_of],
         ).fetchone()
     if row is None:
         return None
