@@ -10,11 +10,21 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-.PHONY: demo test lint
+# The console's browser tests drive Debian's Chromium (and need CJK fonts to render Chinese).
+CHROMIUM := $(shell command -v chromium 2>/dev/null)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint browser
 demo: $(VENV)/.installed
 	$(VENV)/bin/siyu demo
 
-test: $(VENV)/.installed
+browser:
+ifeq ($(CHROMIUM),)
+	$(SUDO) apt-get update -q
+	$(SUDO) apt-get install -y -q chromium fonts-noto-cjk
+endif
+
+test: $(VENV)/.installed browser
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed

@@ -1,4 +1,5 @@
-"""The FastAPI application: REST API under /api/v1 (OpenAPI at /docs) and the WeCom callback."""
+"""The FastAPI application: REST API under /api/v1 (OpenAPI at /docs), the operator console
+(siyu.web) and the WeCom callback."""
 
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.siyu = AppContext(settings, engine, brand_id)
     api_errors.install(app)
     app.include_router(metrics_router, prefix="/api/v1", dependencies=[Depends(caller)])
+    from siyu.web import console
+
+    console.install(app)
     if settings.wecom_callback_token and settings.wecom_encoding_aes_key:
         from siyu.wecom import callback
 

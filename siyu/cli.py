@@ -56,6 +56,7 @@ app.add_typer(wecom_app, name="wecom")
 app.add_typer(auth_commands.app, name="api-token")
 app.command("worker")(automation_commands.worker)
 app.command("sms-sim")(automation_commands.sms_sim)
+app.add_typer(auth_commands.user_app, name="user")
 app.command(name="wecom-sim")(wecom_sim)
 
 DataDir = Annotated[
@@ -323,7 +324,7 @@ def demo(
     # The last full calendar quarter the demo covers, for the metrics example.
     q_end = date(made.end.year, (made.end.month - 1) // 3 * 3 + 1, 1)
     q_start = date(q_end.year - (q_end.month == 1), (q_end.month - 4) % 12 + 1, 1)
-    prog = sys.argv[0] if not Path(sys.argv[0]).is_absolute() else Path(sys.argv[0]).name
+    prog = _prog()
     siyu = f"{prog} --data-dir {settings.data_dir}"
     tries = [
         f"metrics --from {q_start} --to {q_end}",
@@ -342,6 +343,41 @@ def demo(
         console.print(f"  {siyu} {t}", highlight=False, soft_wrap=True)
     if summary.failed_files:
         raise typer.Exit(code=1)
+    _demo_logins(engine, brand_id, settings)
+
+
+def _prog() -> str:
+    """How the user ran us, for copy-paste hints: `.venv/bin/siyu` after `make demo`."""
+    argv0 = Path(sys.argv[0])
+    return str(argv0) if argv0.name == "siyu" and not argv0.is_absolute() else "siyu"
+
+
+def _demo_logins(engine: Engine, brand_id: int, settings: Settings) -> None:
+    """An HQ operator and a store manager for the demo console, with fresh printed passwords."""
+    from siyu.auth import passwords, users
+    from siyu.orgs import service as org_service
+
+    with engine.begin() as conn:
+        stores = org_service.list_stores(conn, brand_id=brand_id)
+        if not stores:
+            return
+        store = str(stores[0]["code"])
+        logins = [("hq", "hq_operator", None), ("store", "store_manager", store)]
+        made = []
+        for name, role, org in logins:
+            password = passwords.generate()
+            users.ensure(conn, brand_id=brand_id, username=name, role=role, password=password,
+                         org=org)  # fmt: skip
+            made.append((name, role, org, password))
+    prog = _prog()
+    console.print(
+        f"\n[bold]Console 运营台[/bold]: run [bold]{prog} --data-dir {settings.data_dir} serve"
+        "[/bold] and open http://127.0.0.1:8000 — log in as:",
+        highlight=False,
+    )
+    for name, role, org, password in made:
+        where = f" of store {org}" if org else " (whole brand)"
+        console.print(f"  {name} / {password}   {role}{where}", highlight=False)
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """Every table, imported once so SQLAlchemy's metadata (and Alembic) sees the whole model."""
 
-from siyu.auth.models import ApiToken
+from siyu.audit.models import AuditLog
+from siyu.auth.models import ApiToken, User, UserSession
 from siyu.automation.models import Delivery, OutboxItem
 from siyu.channels.models import Channel, ChannelCost, ChannelReach
 from siyu.communities.models import ChatGroup
@@ -35,6 +36,7 @@ from siyu.wecom.models import (
 
 __all__ = [
     "ApiToken",
+    "AuditLog",
     "Base",
     "Brand",
     "Channel",
@@ -67,6 +69,8 @@ __all__ = [
     "Store",
     "SurveyResponse",
     "Tag",
+    "User",
+    "UserSession",
     "TagGroup",
     "WeComAccessToken",
     "WeComCallbackEvent",

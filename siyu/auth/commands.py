@@ -42,3 +42,62 @@ def revoke(name: Annotated[str, typer.Argument(help="Integration name.")]) -> No
     if not done:
         raise fail(f"name: no live token named {name!r}")
     console.print(f"Revoked {name!r}.")
+
+
+user_app = typer.Typer(help="Console users: roles scoped by the org tree.", no_args_is_help=True)
+
+
+@user_app.command("create")
+def user_create(
+    name: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[
+        str,
+        typer.Option(
+            help="hq_admin, hq_operator, analyst, region_manager, store_manager or guide."
+        ),
+    ],
+    org: Annotated[
+        str | None,
+        typer.Option(help="HQ, a region name (region_manager) or a store code (store roles)."),
+    ] = None,
+    staff: Annotated[str | None, typer.Option(help="A guide's staff code.")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(help="At least 8 characters; default: a generated one, printed once."),
+    ] = None,
+) -> None:
+    """Create a console user; the password is printed once when generated."""
+    from siyu.auth import passwords, users
+
+    chosen = password or passwords.generate()
+    engine, brand_id = open_brand(settings())
+    try:
+        with engine.begin() as conn:
+            users.create(
+                conn, brand_id=brand_id, username=name, role=role, password=chosen, org=org,
+                staff_code=staff,
+            )  # fmt: skip
+    except users.UserError as e:
+        raise fail(str(e)) from None
+    finally:
+        engine.dispose()
+    console.print(f"User {name!r} ({role}) created.")
+    if password is None:
+        console.print("Password (shown once):")
+        print(chosen)
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """The console users, their roles and org units."""
+    from siyu.auth import users
+
+    engine, brand_id = open_brand(settings())
+    try:
+        with engine.begin() as conn:
+            found = users.list_all(conn, brand_id=brand_id)
+    finally:
+        engine.dispose()
+    for u in found:
+        state = " (disabled)" if u["disabled"] else ""
+        console.print(f"{u['name']}\t{u['role']}\t{u['org']}{state}", highlight=False)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, text
 
+from siyu.auth.principal import OutOfScope, Principal
 from siyu.db import UTCDateTime
-from siyu.identity.normalize import InvalidIdentifier, parse_key
+from siyu.identity.normalize import InvalidIdentifier, normalize_phone, parse_key
 
 
 class CustomerNotFound(LookupError):
@@ -88,7 +90,11 @@ def resolve_key_or_raise(conn: Connection, *, brand_id: int, key: str) -> tuple[
     return int(row[0]), None
 
 
-def get_view(conn: Connection, *, brand_id: int, customer_id: int) -> CustomerView:
+def get_view(
+    conn: Connection, *, brand_id: int, customer_id: int, store_ids: tuple[int, ...] | None = None
+) -> CustomerView:
+    """The customer's 360; with `store_ids`, connections and orders of other stores are left
+    out (connections without a store, e.g. an official-account follow, and online orders stay)."""
     b = {"b": brand_id, "c": customer_id}
     prof = conn.execute(
         text("SELECT name, gender, city FROM customer WHERE id = :c AND brand_id = :b"), b
@@ -115,8 +121,8 @@ def get_view(conn: Connection, *, brand_id: int, customer_id: int) -> CustomerVi
         city=prof[2],
         records=list(records.values()),
         links=explain(list(records.values())),
-        connections=_connections(conn, b),
-        orders=_order_totals(conn, b),
+        connections=_connections(conn, b, store_ids),
+        orders=_order_totals(conn, b, store_ids),
     )
     seen: set[tuple[str, str]] = set()
     for rec in view.records:
@@ -158,7 +164,23 @@ def explain(records: list[RecordView]) -> list[Link]:
     return links
 
 
-def _connections(conn: Connection, b: dict[str, int]) -> list[dict[str, object]]:
+def _stores_clause(store_ids: tuple[int, ...] | None, column: str) -> str:
+    if store_ids is None:
+        return ""
+    ids = ", ".join(str(int(i)) for i in store_ids) or "NULL"
+    return f" AND ({column} IS NULL OR {column} IN ({ids}))"
+
+
+def _connections(
+    conn: Connection, b: dict[str, int], store_ids: tuple[int, ...] | None = None
+) -> list[dict[str, object]]:
+    where = ""
+    if store_ids is not None:
+        ids = ", ".join(str(int(i)) for i in store_ids) or "NULL"
+        where = (
+            f" AND (c.staff_id IS NULL OR s.store_id IN ({ids}))"
+            f" AND (c.group_id IS NULL OR g.store_id IN ({ids}))"
+        )
     rows = (
         conn.execute(
             text(
@@ -167,7 +189,7 @@ def _connections(conn: Connection, b: dict[str, int]) -> list[dict[str, object]]
                 " AND i.value = c.id_value "
                 "LEFT JOIN staff s ON s.id = c.staff_id LEFT JOIN chat_group g ON g.id = c.group_id "
                 "LEFT JOIN channel ch ON ch.id = c.channel_id "
-                "WHERE c.brand_id = :b AND i.customer_id = :c ORDER BY c.created_at"
+                f"WHERE c.brand_id = :b AND i.customer_id = :c{where} ORDER BY c.created_at"
             ),
             b,
         )
@@ -180,7 +202,9 @@ def _connections(conn: Connection, b: dict[str, int]) -> list[dict[str, object]]
     ]
 
 
-def _order_totals(conn: Connection, b: dict[str, int]) -> OrderTotals:
+def _order_totals(
+    conn: Connection, b: dict[str, int], store_ids: tuple[int, ...] | None = None
+) -> OrderTotals:
     row = conn.execute(
         text(
             "SELECT count(*), "
@@ -190,6 +214,7 @@ def _order_totals(conn: Connection, b: dict[str, int]) -> OrderTotals:
             " min(o.created_at), max(o.created_at) "
             'FROM "order" o JOIN identifier i ON i.brand_id = o.brand_id AND i.id_type = o.id_type '
             " AND i.value = o.id_value WHERE o.brand_id = :b AND i.customer_id = :c"
+            + _stores_clause(store_ids, "o.store_id")
         ),
         b,
     ).one()
@@ -203,3 +228,176 @@ def _instant(value: object) -> datetime | None:
         return None
     dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     return UTCDateTime().process_result_value(dt, None)
+
+
+# --- What a console user may read (SPEC §1, §12) -------------------------------------------
+
+
+def readable_customer_ids(principal: Principal) -> tuple[str, dict[str, Any]] | None:
+    """THE customer scope: a subquery of the live customer ids `principal` may read, with its
+    parameters; None for the whole brand (HQ roles).
+
+    - a store (or region) scope: customers with a connection, ever, to a staff member of those
+      stores or in a group of those stores, or with an order placed at them — the same rule
+      as the metric views of siyu.metrics.scope narrowed to stores;
+    - a guide: customers with an active friendship with the guide, or active in a group the
+      guide owns — their own customers, not the whole store's.
+    """
+    if principal.role == "guide":
+        sql = (
+            "SELECT i.customer_id FROM connection c JOIN identifier i ON i.brand_id = c.brand_id "
+            " AND i.id_type = c.id_type AND i.value = c.id_value "
+            "WHERE c.brand_id = :scope_brand AND i.customer_id IS NOT NULL AND c.ended_at IS NULL "
+            " AND (c.staff_id = :scope_staff OR c.group_id IN (SELECT g.id FROM chat_group g "
+            "  WHERE g.brand_id = :scope_brand AND g.owner_staff_id = :scope_staff))"
+        )
+        return sql, {"scope_brand": principal.brand_id, "scope_staff": principal.staff_id or -1}
+    if principal.store_ids is None:
+        return None
+    stores = ", ".join(str(int(i)) for i in principal.store_ids) or "NULL"
+    sql = (
+        "SELECT i.customer_id FROM connection c JOIN identifier i ON i.brand_id = c.brand_id "
+        " AND i.id_type = c.id_type AND i.value = c.id_value "
+        "WHERE c.brand_id = :scope_brand AND i.customer_id IS NOT NULL "
+        f" AND (c.staff_id IN (SELECT s.id FROM staff s WHERE s.store_id IN ({stores})) "
+        f"  OR c.group_id IN (SELECT g.id FROM chat_group g WHERE g.store_id IN ({stores}))) "
+        'UNION SELECT i.customer_id FROM "order" o JOIN identifier i ON i.brand_id = o.brand_id '
+        " AND i.id_type = o.id_type AND i.value = o.id_value "
+        f"WHERE o.brand_id = :scope_brand AND i.customer_id IS NOT NULL AND o.store_id IN ({stores})"
+    )
+    return sql, {"scope_brand": principal.brand_id}
+
+
+def readable_ids(conn: Connection, principal: Principal) -> list[int] | None:
+    """The readable customer ids as a list (None: the whole brand)."""
+    scope = readable_customer_ids(principal)
+    if scope is None:
+        return None
+    sql, params = scope
+    return sorted(int(r[0]) for r in conn.execute(text(sql), params))
+
+
+def can_read(conn: Connection, principal: Principal, customer_id: int) -> bool:
+    scope = readable_customer_ids(principal)
+    if scope is None:
+        return True
+    sql, params = scope
+    found = conn.execute(
+        text(f"SELECT 1 FROM ({sql}) r WHERE r.customer_id = :cid"), {**params, "cid": customer_id}
+    ).first()
+    return found is not None
+
+
+def get_readable_view_or_raise(conn: Connection, *, principal: Principal, key: str) -> CustomerView:
+    """The 360 view of the customer `key` names, if `principal` may read them.
+
+    A customer outside the scope raises OutOfScope, which callers answer exactly like a
+    customer that does not exist (404) — and audit.
+    """
+    customer_id, asked = resolve_key_or_raise(conn, brand_id=principal.brand_id, key=key)
+    if not can_read(conn, principal, customer_id):
+        raise OutOfScope(f"customer:{customer_id}", f"no customer {key}")
+    view = get_view(
+        conn, brand_id=principal.brand_id, customer_id=customer_id, store_ids=principal.store_ids
+    )
+    view.redirected_from = asked
+    return view
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    id: int
+    name: str | None
+    phone: str | None
+    city: str | None
+    matched: str  # what matched: id, phone, name, identifier
+
+
+def search(
+    conn: Connection, *, principal: Principal, query: str, limit: int = 50
+) -> list[SearchHit]:
+    """Customers by id, phone (whole, or the last 4+ digits), name (part) or any identifier
+    value (`type:value` or the bare value), within `principal`'s scope."""
+    q = query.strip()
+    if not q:
+        return []
+    b = principal.brand_id
+    clauses: list[tuple[str, str]] = []
+    params: dict[str, Any] = {"b": b}
+    digits = q.replace(" ", "").replace("-", "").lstrip("+")
+    if ":" in q:
+        try:
+            id_type, value = parse_key(q)
+        except InvalidIdentifier:
+            return []
+        params.update(t=id_type, v=value)
+        clauses.append(("identifier", "SELECT customer_id AS cid FROM identifier WHERE brand_id = :b "
+                        "AND id_type = :t AND value = :v"))  # fmt: skip
+    else:
+        if digits.isdigit():
+            if len(digits) <= 10:
+                params["cid"] = int(digits)
+                clauses.append(
+                    ("id", "SELECT id AS cid FROM customer WHERE brand_id = :b AND id = :cid")
+                )
+            phone = normalize_phone(digits) if len(digits) >= 11 else None
+            if phone:
+                params["phone"] = phone
+                clauses.append(("phone", "SELECT customer_id AS cid FROM identifier WHERE "
+                                "brand_id = :b AND id_type = 'phone' AND value = :phone"))  # fmt: skip
+            elif len(digits) >= 4:
+                params["tail"] = "%" + digits
+                clauses.append(("phone", "SELECT customer_id AS cid FROM identifier WHERE "
+                                "brand_id = :b AND id_type = 'phone' AND value LIKE :tail"))  # fmt: skip
+        params["name"] = "%" + q.replace("%", "").replace("_", "") + "%"
+        params["v"] = q
+        clauses.append(("name", "SELECT id AS cid FROM customer WHERE brand_id = :b AND "
+                        "merged_into_id IS NULL AND name LIKE :name"))  # fmt: skip
+        clauses.append(("identifier", "SELECT customer_id AS cid FROM identifier WHERE "
+                        "brand_id = :b AND value = :v"))  # fmt: skip
+    matches = " UNION ALL ".join(
+        f"SELECT cid, '{label}' AS matched FROM ({sql}) m{n}"
+        for n, (label, sql) in enumerate(clauses)
+    )
+    scope = readable_customer_ids(principal)
+    where = ""
+    if scope is not None:
+        where = f" AND c.id IN ({scope[0]})"
+        params.update(scope[1])
+    rows = conn.execute(
+        text(
+            f"SELECT c.id, min(h.matched), c.name, c.city, "
+            " (SELECT min(p.value) FROM identifier p WHERE p.brand_id = :b AND p.id_type = 'phone' "
+            "  AND p.customer_id = c.id) "
+            f"FROM ({matches}) h JOIN customer c ON c.id = h.cid "
+            f"WHERE c.brand_id = :b AND c.merged_into_id IS NULL{where} "
+            "GROUP BY c.id, c.name, c.city ORDER BY c.id LIMIT :limit"
+        ),
+        {**params, "limit": limit},
+    ).all()
+    return [SearchHit(int(r[0]), r[2], r[4], r[3], r[1]) for r in rows]
+
+
+def orders(
+    conn: Connection, *, brand_id: int, customer_id: int, store_ids: tuple[int, ...] | None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The customer's latest orders; with `store_ids`, only those placed at these stores or at
+    no store (online), so a store sees nothing another store sold."""
+    where = _stores_clause(store_ids, "o.store_id")
+    rows = (
+        conn.execute(
+            text(
+                "SELECT o.order_key, o.platform, s.code AS store, o.created_at, o.amount_fen, "
+                'o.refund_fen, o.status FROM "order" o JOIN identifier i ON i.brand_id = o.brand_id '
+                "AND i.id_type = o.id_type AND i.value = o.id_value "
+                "LEFT JOIN store s ON s.id = o.store_id "
+                f"WHERE o.brand_id = :b AND i.customer_id = :c{where} "
+                "ORDER BY o.created_at DESC LIMIT :limit"
+            ),
+            {"b": brand_id, "c": customer_id, "limit": limit},
+        )
+        .mappings()
+        .all()
+    )
+    return [{**r, "created_at": _instant(r["created_at"])} for r in rows]

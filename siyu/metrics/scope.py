@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
+from siyu.auth.principal import OutOfScope, Principal
+
 
 class ScopeError(ValueError):
     """A filter naming a store, region or channel the brand does not have."""
@@ -174,3 +176,45 @@ def resolve(
         tuple(sorted(store_ids)) if store_ids is not None else None,
         channel_id,
     )
+
+
+def readable(
+    con: duckdb.DuckDBPyConnection,
+    principal: Principal,
+    timezone: str,
+    stores: list[str] | None = None,
+    regions: list[str] | None = None,
+    channel: str | None = None,
+) -> Scope:
+    """THE metrics scope of a console user: the filters asked for, narrowed to the stores the
+    user's org unit covers (SPEC §1). HQ roles get `resolve` unchanged.
+
+    For a scoped user a store or region outside their subtree is refused exactly like one that
+    does not exist (OutOfScope → 404), so the answer never reveals another store's existence.
+    """
+    if principal.store_ids is None:
+        return resolve(con, principal.brand_id, timezone, stores, regions, channel)
+    allowed = set(principal.store_ids)
+    try:
+        asked = resolve(con, principal.brand_id, timezone, stores, None, channel)
+    except ScopeError as e:
+        if e.field == "channel":
+            raise
+        raise OutOfScope(f"store:{','.join(stores or [])}", str(e)) from None
+    if asked.store_ids is not None and not set(asked.store_ids) <= allowed:
+        outside = ",".join(stores or [])
+        raise OutOfScope(f"store:{outside}", f"unknown store code {outside!r}")
+    ids = set(asked.store_ids) if asked.store_ids is not None else allowed
+    if regions:
+        in_regions: set[int] = set()
+        for region in regions:
+            rows = con.execute(
+                "SELECT id FROM stores WHERE brand_id = ? AND region = ?",
+                [principal.brand_id, region],
+            ).fetchall()
+            mine = {int(r[0]) for r in rows} & allowed
+            if not mine:
+                raise OutOfScope(f"region:{region}", f"unknown region {region!r}")
+            in_regions |= mine
+        ids &= in_regions
+    return Scope(asked.brand_id, asked.timezone, tuple(sorted(ids)), asked.channel_id)

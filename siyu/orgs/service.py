@@ -68,3 +68,20 @@ def sync_org_tree(conn: Connection, *, brand_id: int) -> None:
         ),
         b,
     )
+
+
+def list_stores(
+    conn: Connection, *, brand_id: int, store_ids: tuple[int, ...] | None = None
+) -> list[dict[str, object]]:
+    """The brand's stores (code, name, region), or only `store_ids`, by region then code."""
+    params: dict[str, object] = {"b": brand_id}
+    where = ""
+    if store_ids is not None:
+        where = " AND id IN (" + (", ".join(str(int(i)) for i in store_ids) or "NULL") + ")"
+    rows = conn.execute(
+        text(
+            f"SELECT code, name, region FROM store WHERE brand_id = :b{where} ORDER BY region, code"
+        ),
+        params,
+    ).mappings()
+    return [dict(r) for r in rows]

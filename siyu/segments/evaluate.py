@@ -131,3 +131,24 @@ def mask_name(name: str | None) -> str | None:
     if not name:
         return name
     return name[0] + "*" * (len(name) - 1) if len(name) > 1 else "*"
+
+
+def within(con: duckdb.DuckDBPyConnection, ev: Evaluation, ids: list[int] | None) -> Evaluation:
+    """The same rule narrowed to the customer ids a console user may read (None: unchanged).
+
+    Facts stay brand-wide (a store manager's "bought twice" counts every order of the
+    customer); only who can be a member is narrowed — the customers domain decides who that is
+    (siyu.customers.service.readable_customer_ids).
+    """
+    if ids is None:
+        return ev
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE readable_ids AS "
+        "SELECT unnest(CAST(? AS BIGINT[])) AS customer_id",
+        [ids],
+    )
+    sql = (
+        f"SELECT customer_id FROM (\n{ev.compiled.sql}\n) "
+        "WHERE customer_id IN (SELECT customer_id FROM readable_ids)"
+    )
+    return Evaluation(Compiled(sql, ev.compiled.params), ev.params)

@@ -1,0 +1,1 @@
+"""The operator console: server-rendered Jinja2 pages with htmx, shipped in the package."""

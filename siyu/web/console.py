@@ -1,0 +1,460 @@
+"""Console pages: login, overview dashboard, customer search and 360, segment builder.
+
+Routes stay thin: each page asks the principal's readable scope of its domain
+(siyu.metrics.scope.readable, siyu.customers.service.readable_customer_ids) and renders what
+the domain services return. Something outside the scope is answered exactly like something
+that does not exist (404) and written to the audit log; every display of unmasked personal
+data is audited too.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote
+from zoneinfo import ZoneInfo
+
+import duckdb
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from siyu.app import AppContext, context
+from siyu.audit import service as audit
+from siyu.auth import users
+from siyu.auth.principal import OutOfScope, Principal
+from siyu.customers import service as customers
+from siyu.lifecycle import service as lifecycle
+from siyu.metrics import compare as gmv_compare
+from siyu.metrics.cohorts import data_end
+from siyu.metrics.period import Period, PeriodError
+from siyu.metrics.report import LIFECYCLE_STAGES, Runner, build
+from siyu.metrics.scope import Scope, ScopeError, readable
+from siyu.orgs import service as orgs
+from siyu.segments import evaluate
+from siyu.segments.rules import FIELDS, RuleError, parse
+from siyu.warehouse import duck
+from siyu.warehouse.sync import sync
+from siyu.web.i18n import LANGS, translate
+
+HERE = Path(__file__).parent
+COOKIE = "siyu_session"
+LANG_COOKIE = "siyu_lang"
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(include_in_schema=False)
+
+# DuckDB lets one process hold the warehouse file; within the process, one request at a time.
+_warehouse_lock = threading.Lock()
+
+EXAMPLE_RULES = {
+    "dormant_buyers": {"all": [{"field": "lifecycle", "op": "eq", "value": "dormant"}]},
+    "loyal_or_super": {
+        "any": [
+            {"field": "loyal", "op": "is", "value": True},
+            {"field": "super_user", "op": "is", "value": True},
+        ]
+    },
+    "shanghai_not_member": {
+        "all": [
+            {"field": "city", "op": "eq", "value": "上海"},
+            {"not": {"field": "member", "op": "is", "value": True}},
+        ]
+    },
+}
+
+
+class LoginRequired(Exception):
+    pass
+
+
+@contextmanager
+def warehouse(ctx: AppContext) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The synced warehouse, opened for this request and closed after it."""
+    with _warehouse_lock:
+        con = duck.connect(ctx.settings.duckdb_path)
+        try:
+            sync(con, ctx.engine, ctx.brand_id)
+            yield con
+        finally:
+            con.close()
+
+
+def lang_of(request: Request) -> str:
+    lang = request.cookies.get(LANG_COOKIE, "zh")
+    return lang if lang in LANGS else "zh"
+
+
+def current(request: Request) -> Principal:
+    """The logged-in user; a page without a live session sends the browser to /login."""
+    token = request.cookies.get(COOKIE)
+    if token:
+        ctx = context(request)
+        with ctx.engine.begin() as conn:
+            user_id = users.session_user(conn, brand_id=ctx.brand_id, token=token)
+            if user_id is not None:
+                return users.principal(conn, user_id=user_id)
+    raise LoginRequired()
+
+
+def render(
+    request: Request, template: str, principal: Principal | None, status: int = 200, **values: Any
+) -> HTMLResponse:
+    lang = lang_of(request)
+
+    def t(key: str) -> str:
+        return translate(lang, key)
+
+    return templates.TemplateResponse(
+        request,
+        template,
+        {"t": t, "lang": lang, "me": principal, "path": request.url.path, **values},
+        status_code=status,
+    )
+
+
+def deny(request: Request, principal: Principal, target: str) -> HTMLResponse:
+    """Out of scope: audited, and answered as a plain 404 that reveals nothing."""
+    ctx = context(request)
+    with ctx.engine.begin() as conn:
+        audit.record(
+            conn, brand_id=ctx.brand_id, user_id=principal.user_id, actor=principal.actor,
+            action="denied", target=target, detail={"path": request.url.path},
+        )  # fmt: skip
+    return render(request, "not_found.html", principal, status=404)
+
+
+def _form(body: bytes) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+
+
+def _safe_next(value: str | None) -> str:
+    return value if value and value.startswith("/") and not value.startswith("//") else "/"
+
+
+# --- login ----------------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+    return render(request, "login.html", None, next=_safe_next(next), error=None)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = _form(await request.body())
+    ctx = context(request)
+    target = _safe_next(form.get("next"))
+
+    def check() -> str | None:
+        with ctx.engine.begin() as conn:
+            user_id = users.authenticate(
+                conn,
+                brand_id=ctx.brand_id,
+                username=form.get("username", "").strip(),
+                password=form.get("password", ""),
+            )
+            return None if user_id is None else users.open_session(conn, user_id=user_id)
+
+    token = await run_in_threadpool(check)
+    if token is None:
+        return render(
+            request, "login.html", None, status=401, next=target, error="login_failed",
+            username=form.get("username", ""),
+        )  # fmt: skip
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE, token, httponly=True, samesite="lax", max_age=users.SESSION_HOURS * 3600
+    )
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    token = request.cookies.get(COOKIE)
+    if token:
+        ctx = context(request)
+        with ctx.engine.begin() as conn:
+            users.close_session(conn, token=token)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@router.get("/lang/{code}")
+def switch_language(code: str, next: str | None = None) -> Response:
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(LANG_COOKIE, code if code in LANGS else "zh", samesite="lax")
+    return response
+
+
+# --- overview -------------------------------------------------------------------------------
+
+
+def _default_period(con: duckdb.DuckDBPyConnection, ctx: AppContext) -> tuple[date, date]:
+    """The 30 days up to the end of the data (or today, whichever is earlier)."""
+    tz = ZoneInfo(ctx.settings.timezone)
+    today = datetime.now(tz).date()
+    last = data_end(con, ctx.brand_id).astimezone(tz).date()
+    end = min(today, last) + timedelta(days=1)
+    return end - timedelta(days=30), end
+
+
+@router.get("/")
+def overview(
+    request: Request,
+    start: str | None = Query(None, alias="from"),
+    end: str | None = Query(None, alias="to"),
+    region: str | None = None,
+    store: str | None = None,
+    me: Principal = Depends(current),
+) -> HTMLResponse:
+    ctx = context(request)
+    tz = ctx.settings.timezone
+    with ctx.engine.begin() as conn:
+        stores = orgs.list_stores(conn, brand_id=ctx.brand_id, store_ids=me.store_ids)
+    regions = sorted({s["region"] for s in stores if s["region"]})
+    region, store = region or None, store or None
+    values: dict[str, Any] = {"stores": stores, "regions": regions, "region": region,
+                              "store": store, "error": None}  # fmt: skip
+    with warehouse(ctx) as con:
+        default_start, default_end = _default_period(con, ctx)
+        try:
+            period = Period.parse(start or default_start.isoformat(),
+                                  end or default_end.isoformat(), tz)  # fmt: skip
+            period.check_started(datetime.now(ZoneInfo(tz)).date())
+        except PeriodError as e:
+            values.update(error=str(e).replace("--", ""), start=start, end=end, report=None)
+            return render(request, "overview.html", me, status=422, **values)
+        try:
+            scope = readable(con, me, tz, [store] if store else None, [region] if region else None)
+        except OutOfScope as e:
+            return deny(request, me, e.target)
+        except ScopeError as e:
+            values.update(error=str(e), start=period.start_day, end=period.end_day, report=None)
+            return render(request, "overview.html", me, status=422, **values)
+        report = build(con, scope, period, ctx.settings.metric_constants)
+        length = period.end_day - period.start_day
+        previous = Period(period.start_day - length, period.start_day, tz)
+        comparison = _compare(con, scope, period, previous)
+    values.update(
+        start=period.start_day, end=period.end_day, previous=previous, report=report,
+        comparison=comparison, stages=LIFECYCLE_STAGES,
+        charts=json.dumps(_charts(report, comparison, lang_of(request)), ensure_ascii=False),
+    )  # fmt: skip
+    return render(request, "overview.html", me, **values)
+
+
+def _compare(
+    con: duckdb.DuckDBPyConnection, scope: Scope, current: Period, previous: Period
+) -> dict[str, Any]:
+    try:
+        a = gmv_compare.Factors.from_report(
+            Runner(con, scope, current).one("gmv_decomposition"), "this period"
+        )
+        b = gmv_compare.Factors.from_report(
+            Runner(con, scope, previous).one("gmv_decomposition"), "previous period"
+        )
+    except gmv_compare.CompareError as e:
+        return {"error": str(e)}
+    return gmv_compare.attribute(a, b)
+
+
+def _charts(report: dict[str, Any], comparison: dict[str, Any], lang: str) -> dict[str, Any]:
+    """What siyu.js draws: the GMV waterfall and the lifecycle distribution."""
+    out: dict[str, Any] = {
+        "lifecycle": {
+            "labels": [translate(lang, f"stage.{s}") for s in report["lifecycle"]],
+            "values": list(report["lifecycle"].values()),
+        }
+    }
+    if "factors" in comparison:
+        steps = [(translate(lang, "previous_gmv"), comparison["gmv"]["baseline"] / 100)]
+        for name, part in comparison["factors"].items():
+            steps.append((translate(lang, name), part["contribution"] / 100))
+        out["waterfall"] = {
+            "steps": [{"label": label, "value": round(v, 2)} for label, v in steps],
+            "total": {"label": translate(lang, "current_gmv"),
+                      "value": round(comparison["gmv"]["current"] / 100, 2)},
+        }  # fmt: skip
+    return out
+
+
+# --- customers ------------------------------------------------------------------------------
+
+
+def _shown(me: Principal, phone: str | None, name: str | None) -> tuple[str | None, str | None]:
+    if me.sees_pii:
+        return (phone[3:] if phone and phone.startswith("+86") else phone), name
+    return evaluate.mask_phone(phone), evaluate.mask_name(name)
+
+
+@router.get("/customers")
+def customer_search(
+    request: Request, q: str = "", me: Principal = Depends(current)
+) -> HTMLResponse:
+    ctx = context(request)
+    hits: list[dict[str, Any]] = []
+    if q.strip():
+        with ctx.engine.begin() as conn:
+            found = customers.search(conn, principal=me, query=q[:200])
+            for h in found:
+                phone, name = _shown(me, h.phone, h.name)
+                hits.append({"id": h.id, "name": name, "phone": phone, "city": h.city,
+                             "matched": h.matched})  # fmt: skip
+            if found and me.sees_pii:
+                audit.record(
+                    conn, brand_id=ctx.brand_id, user_id=me.user_id, actor=me.actor,
+                    action="pii.read", target="customer-search",
+                    detail={"query": q[:200], "customers": [h.id for h in found]},
+                )  # fmt: skip
+    page = "_search_results.html" if request.headers.get("HX-Request") else "customers.html"
+    return render(request, page, me, q=q, hits=hits)
+
+
+@router.get("/customers/{key}")
+def customer_360(request: Request, key: str, me: Principal = Depends(current)) -> HTMLResponse:
+    ctx = context(request)
+    with ctx.engine.begin() as conn:
+        try:
+            view = customers.get_readable_view_or_raise(conn, principal=me, key=key)
+        except customers.CustomerNotFound:
+            return render(request, "not_found.html", me, status=404)
+        except OutOfScope as e:
+            conn.rollback()
+            return deny(request, me, e.target)
+        order_rows = customers.orders(
+            conn, brand_id=ctx.brand_id, customer_id=view.id, store_ids=me.store_ids, limit=20
+        )
+        if me.sees_pii:
+            audit.record(
+                conn, brand_id=ctx.brand_id, user_id=me.user_id, actor=me.actor,
+                action="pii.read", target=f"customer:{view.id}", detail={"page": "customer-360"},
+            )  # fmt: skip
+    identities = []
+    for rec in view.records:
+        for ty, val, status in rec.identifiers:
+            shown = val
+            if ty == "phone":
+                shown = _shown(me, val, None)[0]
+            identities.append({"record": rec.key, "source": rec.source, "type": ty,
+                               "value": shown, "status": status})  # fmt: skip
+    masked_links = [
+        {"frm": link.frm, "to": link.to, "via": _mask_via(me, link.via)} for link in view.links
+    ]
+    records = {r.id: r for r in view.records}
+    with warehouse(ctx) as con:
+        attributes = _lifecycle_of(con, ctx, view.id)
+    return render(
+        request, "customer.html", me, c=view, name=_shown(me, None, view.name)[1],
+        identities=identities, links=masked_links, records=records, order_rows=order_rows,
+        attributes=attributes, tz=ZoneInfo(ctx.settings.timezone),
+    )  # fmt: skip
+
+
+def _mask_via(me: Principal, via: str) -> str:
+    ty, _, value = via.partition(":")
+    return f"{ty}:{_shown(me, value, None)[0]}" if ty == "phone" else via
+
+
+def _lifecycle_of(
+    con: duckdb.DuckDBPyConnection, ctx: AppContext, customer_id: int
+) -> dict[str, Any] | None:
+    """The customer's lifecycle stage, layer and RFM class as of the end of the data (as_of, for
+    a live brand): from the daily pass's snapshot of that day, or computed for the brand now
+    with the same SQL as `siyu lifecycle`."""
+    as_of = _default_period(con, ctx)[1]
+    lifecycle.ensure_table(con)
+    row = con.execute(
+        f"SELECT as_of, stage, value_layer, rfm_class, days_since FROM {lifecycle.SNAPSHOT} "
+        "WHERE brand_id = ? AND customer_id = ? ORDER BY as_of DESC LIMIT 1",
+        [ctx.brand_id, customer_id],
+    ).fetchone()
+    if row is None or row[0] != as_of:
+        lifecycle.write_snapshot(
+            con, scope=Scope(ctx.brand_id, ctx.settings.timezone), as_of=as_of,
+            constants=ctx.settings.metric_constants,
+        )  # fmt: skip
+        row = con.execute(
+            f"SELECT as_of, stage, value_layer, rfm_class, days_since FROM {lifecycle.SNAPSHOT} "
+            "WHERE brand_id = ? AND customer_id = ? AND as_of = ?",
+            [ctx.brand_id, customer_id, as_of],
+        ).fetchone()
+    if row is None:
+        return None
+    keys = ("as_of", "stage", "value_layer", "rfm_class", "days_since")
+    return dict(zip(keys, row, strict=True))
+
+
+# --- segments -------------------------------------------------------------------------------
+
+
+@router.get("/segments")
+def segment_builder(request: Request, me: Principal = Depends(current)) -> HTMLResponse:
+    examples = {k: json.dumps(v, ensure_ascii=False, indent=2) for k, v in EXAMPLE_RULES.items()}
+    return render(
+        request, "segments.html", me, examples=examples, fields=FIELDS,
+        rule=examples["dormant_buyers"],
+    )  # fmt: skip
+
+
+@router.post("/segments/count")
+async def segment_count(request: Request, me: Principal = Depends(current)) -> HTMLResponse:
+    form = _form(await request.body())
+    ctx = context(request)
+    raw = form.get("rule", "")
+    try:
+        rule = parse(json.loads(raw))
+    except json.JSONDecodeError as e:
+        return render(request, "_count.html", me, status=422,
+                      error=f"rule: not JSON — {e.msg} (line {e.lineno}, column {e.colno})")  # fmt: skip
+    except RuleError as e:
+        return render(request, "_count.html", me, status=422, error=str(e))
+
+    def work() -> dict[str, Any]:
+        with ctx.engine.begin() as conn:
+            ids = customers.readable_ids(conn, me)
+        with warehouse(ctx) as con:
+            ev = evaluate.prepare(
+                con, rule, scope=Scope(ctx.brand_id, ctx.settings.timezone),
+                as_of=datetime.now(ZoneInfo(ctx.settings.timezone)),
+                constants=ctx.settings.metric_constants,
+            )  # fmt: skip
+            ev = evaluate.within(con, ev, ids)
+            n = evaluate.count(con, ev)
+            sample = evaluate.profiles(con, ev, limit=10, pii=me.sees_pii)
+        if sample and me.sees_pii:
+            with ctx.engine.begin() as conn:
+                audit.record(
+                    conn, brand_id=ctx.brand_id, user_id=me.user_id, actor=me.actor,
+                    action="pii.read", target="segment-preview",
+                    detail={"customers": [r["customer_id"] for r in sample]},
+                )  # fmt: skip
+        for r in sample:
+            if me.sees_pii and r["phone"] and str(r["phone"]).startswith("+86"):
+                r["phone"] = str(r["phone"])[3:]
+        return {"count": n, "sample": sample}
+
+    result = await run_in_threadpool(work)
+    return render(request, "_count.html", me, error=None, **result)
+
+
+# --- wiring ---------------------------------------------------------------------------------
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.exception_handler(LoginRequired)
+    async def to_login(request: Request, _: LoginRequired) -> Response:
+        if request.headers.get("HX-Request"):
+            return Response(status_code=401, headers={"HX-Redirect": "/login"})
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target)}", status_code=303)

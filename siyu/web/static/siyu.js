@@ -1,0 +1,47 @@
+// Draws the overview charts from the JSON the server embedded (no data fetched by the browser).
+(function () {
+  var el = document.getElementById("chart-data");
+  if (!el || !window.echarts) return;
+  var data = JSON.parse(el.textContent);
+  var money = function (v) { return "¥" + Number(v).toLocaleString(undefined, {maximumFractionDigits: 0}); };
+
+  var wf = document.getElementById("waterfall");
+  if (wf && data.waterfall) {
+    // A waterfall as two stacked bars: an invisible base and the visible step.
+    var labels = [], base = [], up = [], down = [], level = 0;
+    data.waterfall.steps.forEach(function (s, i) {
+      labels.push(s.label);
+      if (i === 0) { base.push(0); up.push(s.value); down.push(0); level = s.value; return; }
+      if (s.value >= 0) { base.push(level); up.push(s.value); down.push(0); level += s.value; }
+      else { level += s.value; base.push(level); up.push(0); down.push(-s.value); }
+    });
+    labels.push(data.waterfall.total.label); base.push(0); up.push(data.waterfall.total.value); down.push(0);
+    var chart = echarts.init(wf);
+    chart.setOption({
+      grid: {left: 70, right: 10, top: 20, bottom: 40},
+      tooltip: {trigger: "axis", valueFormatter: money},
+      xAxis: {type: "category", data: labels, axisLabel: {interval: 0}},
+      yAxis: {type: "value", axisLabel: {formatter: money}},
+      series: [
+        {type: "bar", stack: "w", data: base, itemStyle: {color: "transparent"}, tooltip: {show: false}},
+        {type: "bar", stack: "w", data: up, itemStyle: {color: "#07a35a"}},
+        {type: "bar", stack: "w", data: down, itemStyle: {color: "#c0392b"}}
+      ]
+    });
+    window.addEventListener("resize", function () { chart.resize(); });
+  }
+
+  var lc = document.getElementById("lifecycle");
+  if (lc && data.lifecycle) {
+    var c2 = echarts.init(lc);
+    c2.setOption({
+      grid: {left: 60, right: 10, top: 20, bottom: 30},
+      tooltip: {trigger: "axis"},
+      xAxis: {type: "category", data: data.lifecycle.labels},
+      yAxis: {type: "value"},
+      series: [{type: "bar", data: data.lifecycle.values, itemStyle: {color: "#3b82c4"},
+                label: {show: true, position: "top"}}]
+    });
+    window.addEventListener("resize", function () { c2.resize(); });
+  }
+})();
