@@ -81,15 +81,9 @@ async def compare(
 
     def work(con: Any, scope: Scope) -> dict[str, Any]:
         try:
-            a = gmv_compare.Factors.from_report(
-                Runner(con, scope, current).one("gmv_decomposition"), "from/to"
-            )
-            b = gmv_compare.Factors.from_report(
-                Runner(con, scope, baseline).one("gmv_decomposition"), "vs_from/vs_to"
-            )
+            return gmv_compare.periods(con, scope, current, baseline, ("from/to", "vs_from/vs_to"))
         except gmv_compare.CompareError as e:
             raise ApiError(422, "not_comparable", str(e), None) from None
-        return gmv_compare.attribute(a, b)
 
     return await run_in_threadpool(_run, ctx, store, region, channel, work)
 

@@ -86,3 +86,19 @@ def attribute(current: Factors, baseline: Factors) -> dict[str, Any]:
         "gmv": {"current": g1, "baseline": g0, "ratio": g1 / g0, "gap": g1 - g0},
         "factors": parts,
     }
+
+
+def periods(
+    con: Any,
+    scope: Any,
+    current: Any,
+    baseline: Any,
+    labels: tuple[str, str] = ("current period", "baseline period"),
+) -> dict[str, Any]:
+    """Attribute the GMV gap between two periods of one scope (CLI, API and console share
+    this); CompareError names the side whose factors cannot be compared."""
+    from siyu.metrics.report import Runner
+
+    a = Factors.from_report(Runner(con, scope, current).one("gmv_decomposition"), labels[0])
+    b = Factors.from_report(Runner(con, scope, baseline).one("gmv_decomposition"), labels[1])
+    return attribute(a, b)

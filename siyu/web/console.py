@@ -35,7 +35,7 @@ from siyu.lifecycle import service as lifecycle
 from siyu.metrics import compare as gmv_compare
 from siyu.metrics.cohorts import data_end
 from siyu.metrics.period import Period, PeriodError
-from siyu.metrics.report import LIFECYCLE_STAGES, Runner, build
+from siyu.metrics.report import LIFECYCLE_STAGES, build
 from siyu.metrics.scope import Scope, ScopeError, readable
 from siyu.orgs import service as orgs
 from siyu.segments import evaluate
@@ -255,15 +255,11 @@ def _compare(
     con: duckdb.DuckDBPyConnection, scope: Scope, current: Period, previous: Period
 ) -> dict[str, Any]:
     try:
-        a = gmv_compare.Factors.from_report(
-            Runner(con, scope, current).one("gmv_decomposition"), "this period"
-        )
-        b = gmv_compare.Factors.from_report(
-            Runner(con, scope, previous).one("gmv_decomposition"), "previous period"
+        return gmv_compare.periods(
+            con, scope, current, previous, ("this period", "previous period")
         )
     except gmv_compare.CompareError as e:
         return {"error": str(e)}
-    return gmv_compare.attribute(a, b)
 
 
 def _charts(report: dict[str, Any], comparison: dict[str, Any], lang: str) -> dict[str, Any]:
