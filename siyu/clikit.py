@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -25,3 +27,25 @@ def fail(message: str) -> typer.Exit:
     """Print a clear error (no traceback) and return the exit to raise."""
     err.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code=2)
+
+
+def metric_constants(s: Settings):  # type: ignore[no-untyped-def]
+    """The SPEC §5–6 constants from the settings; a bad one is a clear error, not a traceback."""
+    try:
+        return s.metric_constants
+    except ValueError as e:
+        raise fail(f"settings: {e}") from None
+
+
+def as_of_day(s: Settings, value: str | None) -> date:
+    """`--as-of DATE` (default: today, brand-local); a malformed or future day is an error."""
+    today = datetime.now(ZoneInfo(s.timezone)).date()
+    if value is None:
+        return today
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise fail(f"--as-of: {value!r} is not a date (YYYY-MM-DD)") from None
+    if day > today:
+        raise fail(f"--as-of {day} is in the future (today is {today})")
+    return day

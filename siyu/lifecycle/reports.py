@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
 
-from siyu.clikit import console, fail, settings
+from siyu.clikit import as_of_day, console, metric_constants, settings
 from siyu.config import Settings
-from siyu.lifecycle.commands import QUADRANT_ZH
+from siyu.glossary import zh
 from siyu.lifecycle.service import as_of_period
 from siyu.metrics.constants import Constants
 from siyu.metrics.report import QUADRANTS, Runner
@@ -25,7 +24,6 @@ MODES = {
     "low_freq_high_aov": ("consultant service", "顾问式服务: 导购一对一专业服务"),
     "low_freq_low_aov": ("befriend and bridge", "交朋友, 带动其他品类"),
 }
-ROLE_ZH = {"traffic": "引流品", "trust": "建信品", "profit": "利润品", "extension": "拓展品"}
 
 AsOf = Annotated[
     str | None,
@@ -33,24 +31,8 @@ AsOf = Annotated[
 ]
 
 
-def _as_of(s: Settings, value: str | None) -> date:
-    today = datetime.now(ZoneInfo(s.timezone)).date()
-    if value is None:
-        return today
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise fail(f"--as-of: {value!r} is not a date (YYYY-MM-DD)") from None
-    if day > today:
-        raise fail(f"--as-of {day} is in the future (today is {today})")
-    return day
-
-
 def _runner_rows(s: Settings, day: date, name: str) -> list[dict[str, Any]]:
-    try:
-        constants: Constants = s.metric_constants
-    except ValueError as e:
-        raise fail(f"settings: {e}") from None
+    constants: Constants = metric_constants(s)
     wh = open_synced(s)
     try:
         r = Runner(wh.con, Scope(wh.brand_id, s.timezone), as_of_period(day, s.timezone), constants)
@@ -69,7 +51,7 @@ def quadrant(as_of: AsOf = None) -> None:
     """Buyers per business quadrant (purchase frequency × AOV, thresholds in settings
     [metric] quadrant_*) with each quadrant's recommended operating mode (SPEC §6)."""
     s = settings()
-    day = _as_of(s, as_of)
+    day = as_of_day(s, as_of)
     rows = quadrant_rows(s, day)
     total = sum(r["customers"] for r in rows)
     t = Table(title=f"Business quadrant 生意四象限 as of {day}", title_justify="left")
@@ -77,7 +59,7 @@ def quadrant(as_of: AsOf = None) -> None:
         t.add_column(col, justify="left" if col in ("quadrant", "operating mode") else "right")
     for r in rows:
         t.add_row(
-            f"{QUADRANT_ZH[r['quadrant']]} {r['quadrant']}",
+            f"{zh(r['quadrant'])} {r['quadrant']}".strip(),
             f"{r['customers']:,}",
             f"{r['customers'] / total:.1%}" if total else "—",
             "—" if r["orders_per_customer"] is None else f"{r['orders_per_customer']:.2f}",
@@ -104,7 +86,7 @@ def ladder(as_of: AsOf = None) -> None:
     """How buyers climb the product ladder 商品阶梯: the share whose first order held a traffic
     item who later bought a profit item, and the full entry-role → later-role table."""
     s = settings()
-    day = _as_of(s, as_of)
+    day = as_of_day(s, as_of)
     rows = ladder_rows(s, day)
     if not rows:
         console.print(
@@ -122,8 +104,8 @@ def ladder(as_of: AsOf = None) -> None:
         t.add_column(col, justify="right" if col in ("buyers", "share of entry") else "left")
     for r in rows:
         t.add_row(
-            f"{ROLE_ZH.get(r['entry_role'], '')} {r['entry_role']}",
-            f"{ROLE_ZH.get(r['later_role'], '')} {r['later_role']}".strip(),
+            f"{zh(r['entry_role'])} {r['entry_role']}".strip(),
+            f"{zh(r['later_role'])} {r['later_role']}".strip(),
             f"{r['buyers']:,}",
             f"{r['buyers'] / r['entered']:.1%}",
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from contextlib import nullcontext
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,13 +16,12 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from siyu.clikit import console, err, fail, settings
+from siyu.clikit import console, err, fail, metric_constants, settings
 from siyu.config import Settings
 from siyu.metrics import clv, render
 from siyu.metrics import cohorts as cohort_tables
 from siyu.metrics import compare as gmv_compare
 from siyu.metrics import scope as scope_module
-from siyu.metrics.constants import Constants
 from siyu.metrics.period import Period, PeriodError
 from siyu.metrics.report import Runner, build
 from siyu.metrics.scope import Scope
@@ -63,24 +63,10 @@ def _period(s: Settings, start: str | None, end: str | None, flag: str = "") -> 
     return period
 
 
-def _constants(s: Settings) -> Constants:
-    try:
-        return s.metric_constants
-    except ValueError as e:
-        raise fail(f"settings: {e}") from None
-
-
 def _open(s: Settings) -> Warehouse:
-    with console.status("Syncing the warehouse 同步数据仓库…") if console.is_terminal else _Null():
+    status = console.status("Syncing the warehouse 同步数据仓库…")
+    with status if console.is_terminal else nullcontext():
         return open_synced(s)
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: object) -> None:
-        return None
 
 
 def resolve_scope(
@@ -115,7 +101,7 @@ def metrics(
     s = settings()
     lang = _lang(lang)
     period = _period(s, start, end)
-    constants = _constants(s)
+    constants = metric_constants(s)
     wh = _open(s)
     scope = resolve_scope(wh.con, wh.brand_id, s.timezone, store, region, channel)
     started = time.perf_counter()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
+
+from siyu.glossary import TERMS
 
 LABELS: dict[str, tuple[str, str]] = {
     "customers": ("顾客 Customers", "Customers"),
@@ -54,25 +57,13 @@ LABELS: dict[str, tuple[str, str]] = {
     "share_4_5": ("4–5分占比", "share 4–5"),
     "responses": ("答卷数", "responses"),
     "lifecycle": ("生命周期", "Lifecycle"),
-    "introduction": ("引入期", "introduction"),
-    "growth": ("成长期", "growth"),
-    "maturity": ("成熟期", "maturity"),
-    "dormant": ("休眠期", "dormant"),
-    "churned": ("流失期", "churned"),
     "rfm_classes": ("RFM分类", "RFM classes"),
-    "important_value": ("重要价值", "important value"),
-    "important_development": ("重要发展", "important development"),
-    "important_retention": ("重要保持", "important retention"),
-    "important_winback": ("重要挽留", "important win-back"),
-    "general_value": ("一般价值", "general value"),
-    "general_development": ("一般发展", "general development"),
-    "general_retention": ("一般保持", "general retention"),
-    "general_winback": ("一般挽留", "general win-back"),
     "metric": ("指标", "metric"),
     "value": ("数值", "value"),
     "channel": ("渠道", "channel"),
     "staff": ("导购", "staff"),
     "customers_n": ("顾客数", "customers"),
+    **TERMS,
 }
 RATES = {
     "rate", "d7", "d30", "d90", "conversion", "reach_rate", "referral_rate", "share_4_5",
@@ -153,7 +144,14 @@ def print_report(console: Console, report: dict[str, Any], lang: str = "zh") -> 
 
 def print_cohorts(console: Console, table: Any, lang: str = "zh") -> None:
     unit = {"week": ("周", "week"), "month": ("月", "month")}[table.unit][0 if lang == "zh" else 1]
-    t = Table(title=f"{label(table.metric, lang)} · {unit}", title_justify="left")
+    # No vertical rules: twelve offsets and the cohort still fit an 80-column terminal.
+    t = Table(
+        title=f"{label(table.metric, lang)} · {unit}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     t.add_column("cohort" if lang == "en" else "新客群", no_wrap=True)
     t.add_column("size" if lang == "en" else "人数", justify="right", no_wrap=True)
     for k in range(table.periods):

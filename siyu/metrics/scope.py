@@ -68,7 +68,8 @@ def install(con: duckdb.DuckDBPyConnection, scope: Scope) -> None:
         "  PARTITION BY customer_id ORDER BY created_at, channel_id NULLS LAST) AS rn"
         f" FROM connections WHERE brand_id = {b} AND customer_id IS NOT NULL) WHERE rn = 1"
     )
-    conn_filter, order_filter, customer_filter = [], [], []
+    conn_filter: list[str] = []
+    order_filter: list[str] = []
     if scope.store_ids is not None:
         ids = _ids(scope.store_ids)
         conn_filter.append(
@@ -83,7 +84,6 @@ def install(con: duckdb.DuckDBPyConnection, scope: Scope) -> None:
         )
         conn_filter.append(acquired)
         order_filter.append(acquired)
-        customer_filter.append(acquired)
 
     def where(extra: list[str]) -> str:
         return "".join(f" AND {e}" for e in extra)
@@ -118,16 +118,14 @@ def install(con: duckdb.DuckDBPyConnection, scope: Scope) -> None:
         f"WHERE brand_id = {b} AND referrer_customer_id IS NOT NULL "
         "AND invitee_customer_id IS NOT NULL AND referrer_customer_id <> invitee_customer_id"
     )
-    survey_filter = (
-        ["customer_id IN (SELECT customer_id FROM v_customers)"] if scope.filtered else []
-    )
+    in_scope = ["customer_id IN (SELECT customer_id FROM v_customers)"] if scope.filtered else []
     con.execute(
         "CREATE OR REPLACE TEMP VIEW v_surveys AS SELECT * FROM surveys "
-        f"WHERE brand_id = {b}{where(survey_filter)}"
+        f"WHERE brand_id = {b}{where(in_scope)}"
     )
     con.execute(
         "CREATE OR REPLACE TEMP VIEW v_interactions AS SELECT * FROM interactions "
-        f"WHERE brand_id = {b}{where(survey_filter)}"
+        f"WHERE brand_id = {b}{where(in_scope)}"
     )
 
 

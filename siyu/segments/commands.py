@@ -14,9 +14,8 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from siyu.clikit import console, fail, settings
+from siyu.clikit import console, fail, metric_constants, settings
 from siyu.config import Settings
-from siyu.metrics.constants import Constants
 from siyu.metrics.scope import Scope
 from siyu.runtime import open_brand
 from siyu.segments import evaluate, service
@@ -40,13 +39,6 @@ AsOfOpt = Annotated[
 RuleOpt = Annotated[
     Path | None, typer.Option("--rule", help="A rule JSON file instead of a saved segment.")
 ]
-
-
-def _constants(s: Settings) -> Constants:
-    try:
-        return s.metric_constants
-    except ValueError as e:
-        raise fail(f"settings: {e}") from None
 
 
 def _read_rule(path: Path) -> Any:
@@ -95,7 +87,7 @@ def _evaluation(
         rule,
         scope=Scope(wh.brand_id, s.timezone),
         as_of=_instant(s, as_of),
-        constants=_constants(s),
+        constants=metric_constants(s),
     )
 
 
@@ -257,7 +249,7 @@ def refresh(
     """Recompute members; record entries and exits and emit segment.entered / segment.exited
     events for the SOP engine."""
     s = settings()
-    constants = _constants(s)
+    constants = metric_constants(s)
     engine, brand_id = open_brand(s)
     try:
         with engine.connect() as conn:

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from siyu.glossary import TERMS
+
 LANGS = ("zh", "en")
 
+# Lifecycle stages, value layers and RFM classes come from the shared glossary.
+_TERMS = {
+    f"{prefix}.{key}": TERMS[key]
+    for prefix, keys in (
+        ("stage", ("introduction", "growth", "maturity", "dormant", "churned")),
+        ("layer", ("loyal_fans", "paying", "active", "newly_activated", "regular")),
+        ("rfm", tuple(k for k in TERMS if k.startswith(("important_", "general_")))),
+    )
+    for key in keys
+}
+
 TEXT: dict[str, tuple[str, str]] = {
+    **_TERMS,
     # key: (zh, en)
     "brand": ("私域运营台", "Siyu console"),
     "login": ("登录", "Log in"),
@@ -94,11 +108,6 @@ TEXT: dict[str, tuple[str, str]] = {
     "scope_note": ("统计范围", "Scope"),
     "whole_brand": ("全品牌", "whole brand"),
     "own_customers": ("我的顾客", "my own customers"),
-    "stage.introduction": ("引入期", "introduction"),
-    "stage.growth": ("成长期", "growth"),
-    "stage.maturity": ("成熟期", "maturity"),
-    "stage.dormant": ("休眠期", "dormant"),
-    "stage.churned": ("流失期", "churned"),
     "lifecycle_now": ("当前生命周期", "Lifecycle now"),
     "value_layer": ("价值分层", "Value layer"),
     "rfm_class": ("RFM 分类", "RFM class"),
@@ -116,19 +125,6 @@ TEXT: dict[str, tuple[str, str]] = {
     "no_data": ("暂无数据", "no data"),
     "bad_rule": ("规则有误", "Invalid rule"),
     "bad_input": ("输入有误", "Invalid input"),
-    "layer.loyal_fans": ("铁杆粉丝", "loyal fans"),
-    "layer.paying": ("付费用户", "paying"),
-    "layer.active": ("活跃用户", "active"),
-    "layer.newly_activated": ("新激活用户", "newly activated"),
-    "layer.regular": ("普通用户", "regular"),
-    "rfm.important_value": ("重要价值", "important value"),
-    "rfm.important_development": ("重要发展", "important development"),
-    "rfm.important_retention": ("重要保持", "important retention"),
-    "rfm.important_winback": ("重要挽留", "important win-back"),
-    "rfm.general_value": ("一般价值", "general value"),
-    "rfm.general_development": ("一般发展", "general development"),
-    "rfm.general_retention": ("一般保持", "general retention"),
-    "rfm.general_winback": ("一般挽留", "general win-back"),
     "conn.wecom_friend": ("企微好友", "WeCom friend"),
     "conn.group_member": ("群成员", "group member"),
     "conn.oa_follow": ("公众号关注", "OA follow"),
