@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from siyu.metrics.report import Runner
+
 FACTORS = ("users", "conversion", "purchases_per_buyer", "aov")
 
 
@@ -97,8 +99,6 @@ def periods(
 ) -> dict[str, Any]:
     """Attribute the GMV gap between two periods of one scope (CLI, API and console share
     this); CompareError names the side whose factors cannot be compared."""
-    from siyu.metrics.report import Runner
-
     a = Factors.from_report(Runner(con, scope, current).one("gmv_decomposition"), labels[0])
     b = Factors.from_report(Runner(con, scope, baseline).one("gmv_decomposition"), labels[1])
     return attribute(a, b)
