@@ -43,7 +43,9 @@ class OutboxItem(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         UniqueConstraint("brand_id", "dedup_key"),
-        Index("ix_outbox_ready", "status", "not_before"),
+        # Matches claim's WHERE status = 'pending' … ORDER BY not_before, id: no sort of a
+        # fan-out's rows (which share one not_before) to find the first few.
+        Index("ix_outbox_ready", "status", "not_before", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

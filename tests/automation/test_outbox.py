@@ -161,3 +161,57 @@ def test_a_row_for_an_unknown_adapter_fails_with_the_reason(store) -> None:  # t
     with engine.connect() as conn:
         error = conn.execute(select(OutboxItem.error)).scalar_one()
     assert error == "no adapter named 'fax'"
+
+
+class BatchProvider:
+    """A provider with a batch API: one call per batch, an outcome per item."""
+
+    name = "sms"
+
+    def __init__(self, answers: dict[str, Exception]) -> None:
+        self.answers = answers
+        self.batches: list[list[str]] = []
+
+    def send_batch(self, items):  # type: ignore[no-untyped-def]
+        self.batches.append([i.key for i in items])
+        return [self.answers.get(i.key) or Sent(f"b-{i.key}", {"batch": len(self.batches)})
+                for i in items]  # fmt: skip
+
+    def lookup(self, key: str) -> Sent | None:
+        return None
+
+
+def test_a_batch_records_each_items_own_outcome(store) -> None:  # type: ignore[no-untyped-def]
+    engine, brand = store
+    outbox.enqueue(engine, brand, items(6))
+    keys = sorted(statuses(engine))
+    provider = BatchProvider({keys[1]: Refused("invalid number"), keys[4]: Unavailable("busy")})
+    report = outbox.run_once(engine, {"sms": provider}, "w", limit=10)
+    assert len(provider.batches) == 1 and len(provider.batches[0]) == 6
+    assert (report.sent, report.failed, report.retrying) == (4, 1, 1)
+    with engine.connect() as conn:
+        rows = {r.dedup_key: r for r in conn.execute(select(OutboxItem))}
+    assert [rows[k].status for k in keys] == ["sent", "failed", "sent", "sent", "pending", "sent"]
+    assert rows[keys[1]].error == "invalid number"
+    assert rows[keys[4]].claimed_by is None and rows[keys[4]].attempts == 1
+    assert rows[keys[4]].not_before > utcnow() + timedelta(seconds=20)  # backoff
+    assert rows[keys[0]].result == {"reference": f"b-{keys[0]}", "batch": 1}
+
+
+def test_outcomes_are_not_recorded_over_a_claim_another_worker_took(store) -> None:  # type: ignore[no-untyped-def]
+    engine, brand = store
+    outbox.enqueue(engine, brand, items(4))
+    claimed = outbox.claim(engine, "slow", limit=4)
+    # Meanwhile recovery handed two of the rows to another worker.
+    with engine.begin() as conn:
+        conn.execute(
+            OutboxItem.__table__.update()
+            .where(OutboxItem.id.in_([c.id for c in claimed[:2]]))
+            .values(claimed_by="other")
+        )
+    report = outbox.deliver(engine, claimed, {"sms": BatchProvider({})}, "slow")
+    assert report.sent == 4  # what the provider said …
+    with engine.connect() as conn:
+        rows = dict(conn.execute(select(OutboxItem.id, OutboxItem.status)).all())
+    # … but only the rows still ours were recorded.
+    assert [rows[c.id] for c in claimed] == ["claimed", "claimed", "sent", "sent"]

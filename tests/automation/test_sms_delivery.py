@@ -11,9 +11,10 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from siyu.automation import outbox
-from siyu.automation.models import OutboxItem
+from siyu.automation.models import Delivery, OutboxItem
 from siyu.cli import app
 from siyu.config import Settings
+from siyu.events.models import Event
 from siyu.runtime import open_brand
 from siyu.serverthread import ServerThread
 from siyu.sms.adapter import SmsAdapter
@@ -62,7 +63,7 @@ def test_exactly_once_through_the_simulator_with_faults(store) -> None:  # type:
                              refuse={"+8613900000005"}))  # fmt: skip
     outbox.enqueue(engine, brand, sms(120))
     with ServerThread(create_app(gateway)) as server:
-        adapters = [SmsAdapter(server.url, timeout=0.3) for _ in range(2)]
+        adapters = [SmsAdapter(server.url, timeout=0.3, batch_size=5) for _ in range(2)]
         threads = [
             threading.Thread(target=drain, args=(engine, a, f"w{i}"))
             for i, a in enumerate(adapters)
@@ -84,12 +85,14 @@ def test_exactly_once_through_the_simulator_with_faults(store) -> None:  # type:
         ).scalar_one()
     assert list(rows.values()).count("sent") == 119
     # The faults really happened: 503s and timed-out answers made workers send again …
-    assert gateway.sends > 130
+    with engine.connect() as conn:
+        retried = conn.execute(select(OutboxItem.id).where(OutboxItem.attempts > 1)).all()
+    assert retried
     # … and a resend after a timeout was answered as a duplicate, not delivered twice.
     with engine.connect() as conn:
         results = conn.execute(select(OutboxItem.result).where(OutboxItem.status == "sent")).all()
     assert any(r[0].get("duplicate") or r[0].get("recovered") for r in results)
-    assert rows["welcome:v1:s1:5:0"] == "failed" and "400" in error
+    assert rows["welcome:v1:s1:5:0"] == "failed" and "cannot deliver to +8613900000005" in error
 
 
 def test_worker_command_delivers_and_says_what_it_did(settings: Settings) -> None:
@@ -115,3 +118,30 @@ def test_worker_without_an_adapter_says_how_to_configure_one(settings: Settings)
                                 env={k: v for k, v in env.items() if v})  # fmt: skip
     assert result.exit_code == 2
     assert "SIYU_SMS_API_BASE" in result.output
+
+
+def test_a_batch_with_a_refused_number_fails_only_that_row_and_records_deliveries(store) -> None:  # type: ignore[no-untyped-def]
+    engine, brand = store
+    gateway = Gateway(Faults(refuse={"+8613900000003"}))
+    rows = sms(6) + [outbox.Enqueue("welcome:v1:s1:bad:0", "sms", None,
+                                    {"phone": "12345", "text": "x"})]  # fmt: skip
+    outbox.enqueue(engine, brand, rows)
+    with ServerThread(create_app(gateway)) as server:
+        adapter = SmsAdapter(server.url, batch_size=100)
+        report = outbox.run_once(engine, {"sms": adapter}, "w")
+        adapter.close()
+    assert (report.sent, report.failed) == (5, 2)
+    assert gateway.sends == 1  # one batch request
+    with engine.connect() as conn:
+        deliveries = dict(
+            conn.execute(
+                select(Delivery.id_value, Delivery.status).where(Delivery.channel == "sms")
+            ).all()
+        )
+        events = conn.execute(select(Event.type, Event.idempotency_key)).all()
+    assert deliveries["+8613900000003"] == "failed"
+    assert deliveries["12345"] == "failed"
+    assert [v for k, v in deliveries.items() if k.startswith("+86139000000")].count(
+        "delivered"
+    ) == 5
+    assert sorted(e.type for e in events) == ["message.delivered"] * 5 + ["message.failed"] * 2
