@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.db import Base, BigId, RowHashed, Tracked, UTCDateTime, utcnow
@@ -29,7 +29,11 @@ class SourceRecord(RowHashed, Base):
     """One source system's view of a person (a row of `records`, or implied by a reference)."""
 
     __tablename__ = "source_record"
-    __table_args__ = (UniqueConstraint("brand_id", "record_key"),)
+    __table_args__ = (
+        UniqueConstraint("brand_id", "record_key"),
+        # An incremental identity pass starts from the records changed since the last one.
+        Index("ix_source_record_brand_id_updated_at", "brand_id", "updated_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"), index=True)
@@ -101,6 +105,21 @@ class QuarantinedIdentifier(Base):
     source: Mapped[str] = mapped_column(String(64), primary_key=True)
     record_count: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IdentityPass(Base):
+    """The brand's last identity pass: the next one re-resolves only what changed since.
+
+    started_at is when that pass began (less an overlap, it is where the next pass reads
+    from); k_guard is the K it used: a different K changes quarantines anywhere, so the next
+    pass is a full one.
+    """
+
+    __tablename__ = "identity_pass"
+
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    k_guard: Mapped[int] = mapped_column(Integer)
 
 
 class CustomerMerge(Base):

@@ -1,7 +1,9 @@
 """Identity resolution (SPEC §4): records that share an identifier are one customer.
 
-One set-based pass over every record of a brand: the records and identifier values form a
-bipartite graph whose connected components (SciPy, vectorised union-find) are the customers.
+A set-based pass: the records and identifier values form a bipartite graph whose connected
+components (SciPy, vectorised union-find) are the customers. The first pass of a brand reads
+every record; later ones read only the components that records changed since the last pass
+can reach (siyu.identity.scope) and give the same outcome.
 Values carried by more than K records of one source (a till's placeholder phone) and values an
 operator unmerged take no part. Customer ids are stable: a component keeps the oldest id among
 its records' customers, merged-away ids redirect to it, and a split keeps the id for the larger
@@ -10,35 +12,24 @@ part (reviving the other part's own former id when it had one).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, select, text, update
 
 from siyu.bulk import bulk_load, fetch_int_columns, int_table, temp_table
 from siyu.customers.models import Customer
-from siyu.identity.models import Identifier, SourceRecord
+from siyu.identity import scope
+from siyu.identity.facts import add_all_fact_identifiers, add_reference_records
+from siyu.identity.models import Identifier, IdentityPass, SourceRecord
 
 # Profile attributes merge by source priority, then the most recent non-null (SPEC §4).
 PROFILE_PRIORITY = ("pos", "mp", "wecom", "oa", "tmall", "jd", "douyin", "youzan")
 PROFILE_FIELDS = ("name", "gender", "birthday", "city")
-
-# Every table whose rows reference a customer by (type, value) — DATA_FORMAT.md.
-FACT_REFERENCES = (
-    ('"order"', "id_type", "id_value"),
-    ("connection", "id_type", "id_value"),
-    ("delivery", "id_type", "id_value"),
-    ("interaction", "id_type", "id_value"),
-    ("survey_response", "id_type", "id_value"),
-    ("opt_out", "id_type", "id_value"),
-    ("referral", "referrer_id_type", "referrer_id_value"),
-    ("referral", "invitee_id_type", "invitee_id_value"),
-    ("membership", "'member_no'", "member_no"),
-)
-
 
 STATUSES = ("linked", "unlinked", "quarantined")  # identifier.status by code
 STATUS_CODE = (
@@ -48,31 +39,204 @@ STATUS_CODE = (
 
 @dataclass(frozen=True)
 class ResolutionResult:
-    records: int
+    records: int  # the brand's records
     customers: int  # live customers after the pass
     created: int
     merged: int  # customer ids merged into another this pass
     split: int  # customers created or revived by splitting one
     quarantined: int  # identifier values quarantined by the K-guard
+    resolved: int = 0  # records this pass looked at (all of them in a full pass)
+    full: bool = True
 
 
-def resolve(engine: Engine, *, brand_id: int, k_guard: int = 5) -> ResolutionResult:
-    """Run the whole pass in one transaction."""
+# Transactions still open when a pass began may commit records stamped before it: the next
+# pass reads back this far (as the warehouse sync does).
+OVERLAP = timedelta(hours=1)
+
+
+def resolve(
+    engine: Engine,
+    *,
+    brand_id: int,
+    k_guard: int = 5,
+    full: bool = False,
+    overlap: timedelta | None = None,
+) -> ResolutionResult:
+    """Run a pass in one transaction: over what changed since the last pass, or everything.
+
+    The first pass of a brand, `full=True`, and a pass with another K than the last one are
+    full passes; either way the outcome is the one a full pass would give (SPEC §4).
+    """
     with engine.begin() as conn:
-        return _resolve(conn, brand_id, k_guard)
+        return _resolve(conn, brand_id, k_guard, full=full, overlap=overlap)
 
 
-def _resolve(conn: Connection, brand_id: int, k_guard: int) -> ResolutionResult:
+@dataclass
+class _Graph:
+    """The records and identifier values a pass resolves, as NumPy columns sorted by id."""
+
+    rec_id: np.ndarray
+    rec_cust: np.ndarray
+    rec_first: np.ndarray
+    rec_src: np.ndarray
+    sources: list[str]
+    pair_rec: np.ndarray
+    pair_ident: np.ndarray
+    ident_id: np.ndarray
+    ident_cust: np.ndarray
+    ident_before: np.ndarray
+    overridden: np.ndarray
+    # Values quarantined before and still over K, counted over the whole brand (incremental).
+    frozen_ident: np.ndarray
+    frozen_src: np.ndarray
+    frozen_n: np.ndarray
+
+
+def _resolve(
+    conn: Connection,
+    brand_id: int,
+    k_guard: int,
+    *,
+    full: bool = False,
+    overlap: timedelta | None = None,
+    also: tuple[int, ...] = (),
+) -> ResolutionResult:
     now = datetime.now(UTC)
+    overlap = OVERLAP if overlap is None else overlap
     b = {"b": brand_id}
-    _add_referenced_records(conn, brand_id, now)
+    last = _last_pass(conn, brand_id)
+    full = full or last is None or last[1] != k_guard
+    if full:
+        add_all_fact_identifiers(conn, brand_id, now)
+        add_reference_records(conn, brand_id, now)
+        g = _load_brand(conn, brand_id)
+    else:
+        assert last is not None
+        _prefer_index_seeks(conn, True)
+        scope.build(conn, brand_id, since=last[0] - overlap, now=now, k_guard=k_guard, also=also)
+        g = _load_scope(conn, brand_id)
+    n_rec, n_ident = len(g.rec_id), len(g.ident_id)
+    p_rec = np.searchsorted(g.rec_id, g.pair_rec)
+    p_ident = np.searchsorted(g.ident_id, g.pair_ident)
 
-    sources = _sources(conn, brand_id)
-    whens = " ".join(f"WHEN '{_sql_str(s)}' THEN {i}" for i, s in enumerate(sources))
-    source_code = f"CASE source {whens} ELSE 0 END" if sources else "0"
+    # K-guard: distinct records per (value, source); one record carries a value at most once.
+    # Values the scope holds every carrier of are counted here; frozen ones were counted whole.
+    n_src = len(g.sources) or 1
+    frozen = np.zeros(n_ident, dtype=bool)
+    frozen[np.searchsorted(g.ident_id, g.frozen_ident)] = True
+    local = ~frozen[p_ident]
+    keys = np.concatenate(
+        [
+            p_ident[local] * n_src + g.rec_src[p_rec[local]],
+            np.searchsorted(g.ident_id, g.frozen_ident) * n_src + g.frozen_src,
+        ]
+    )
+    weights = np.concatenate([np.ones(int(local.sum()), dtype=np.int64), g.frozen_n])
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    per_src = (uniq, np.bincount(inverse, weights=weights, minlength=len(uniq)).astype(np.int64))
+    crowded = per_src[1] > k_guard
+    quarantined = np.zeros(n_ident, dtype=bool)
+    quarantined[per_src[0][crowded] // n_src] = True
+    unlinked = np.zeros(n_ident, dtype=bool)
+    unlinked[np.searchsorted(g.ident_id, g.overridden)] = True
+    merging = ~(quarantined | unlinked)[p_ident]
+
+    graph = coo_matrix(
+        (np.ones(int(merging.sum()), dtype=np.int8), (p_rec[merging], n_rec + p_ident[merging])),
+        shape=(n_rec + n_ident, n_rec + n_ident),
+    )
+    # Components are numbered in order of their first record (lowest id): ties below are
+    # broken the same way whether the pass sees the whole brand or part of it.
+    _, labels = connected_components(graph, directed=False)
+    comp = labels[:n_rec]
+
+    homed_elsewhere = _nowhere if full else _homed_outside_scope(conn)
+    cust_of_comp, merges, splits, created, revived = _assign_customers(
+        comp, g.rec_cust, g.rec_first, homed_elsewhere
+    )
+    new_ids = _create_customers(conn, brand_id, created, now)
+    cust_of_comp[cust_of_comp < 0] = new_ids[-cust_of_comp[cust_of_comp < 0] - 1]
+    splits = [(o, int(new_ids[-n - 1]) if n < 0 else n) for o, n in splits]
+    split_new = sum(1 for o, n in splits if n in set(new_ids.tolist()))
+    new_cust = cust_of_comp[comp]
+
+    _write_records(conn, g.rec_id, g.rec_cust, g.rec_first, new_cust)
+    _write_customers(conn, brand_id, merges, revived, splits, new_cust, now)
+    ident_status = np.where(quarantined, 2, np.where(unlinked, 1, 0))
+    _write_identifiers(
+        conn, g.ident_id, g.ident_cust, ident_status, g.ident_before, p_rec, p_ident, new_cust, now
+    )
+    # Every quarantined value of the brand is in the scope (values without a customer are).
+    _write_quarantine(conn, brand_id, g.sources, g.ident_id, per_src, crowded, n_src, now)
+    _merge_profiles(conn, brand_id, np.unique(new_cust[new_cust != g.rec_cust]))
+    _save_pass(conn, brand_id, now, k_guard)
+    _prefer_index_seeks(conn, False)
+    live = conn.execute(
+        text("SELECT count(*) FROM customer WHERE brand_id = :b AND merged_into_id IS NULL"), b
+    ).scalar_one()
+    records = (
+        n_rec
+        if full
+        else conn.execute(
+            text("SELECT count(*) FROM source_record WHERE brand_id = :b"), b
+        ).scalar_one()
+    )
+    return ResolutionResult(
+        records=int(records),
+        customers=int(live),
+        created=len(new_ids) - split_new,
+        merged=len(merges),
+        split=len(splits),
+        quarantined=int(quarantined.sum()),
+        resolved=n_rec,
+        full=full,
+    )
+
+
+def _prefer_index_seeks(conn: Connection, on: bool) -> None:
+    """An incremental pass joins a small scope to big tables: on PostgreSQL, index seeks from
+    the scope, never a hash join over a whole table (which its cost model prefers up to a
+    scope of several thousand rows, and which grows with the brand). SQLite is steered by the
+    joins' written order (siyu.identity.scope)."""
+    if conn.dialect.name != "postgresql":
+        return
+    for setting in ("enable_hashjoin", "enable_mergejoin", "enable_seqscan"):
+        conn.execute(text(f"SET LOCAL {setting} = {'off' if on else 'on'}"))
+
+
+def _last_pass(conn: Connection, brand_id: int) -> tuple[datetime, int] | None:
+    """(when the brand's last pass began, its K); locks the row against a concurrent pass."""
+    query = select(IdentityPass.started_at, IdentityPass.k_guard).where(
+        IdentityPass.brand_id == brand_id
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return (row[0], int(row[1])) if row else None
+
+
+def _save_pass(conn: Connection, brand_id: int, started: datetime, k_guard: int) -> None:
+    done = conn.execute(
+        update(IdentityPass)
+        .where(IdentityPass.brand_id == brand_id)
+        .values(started_at=started, k_guard=k_guard)
+    ).rowcount
+    if not done:
+        conn.execute(
+            IdentityPass.__table__.insert().values(
+                brand_id=brand_id, started_at=started, k_guard=k_guard
+            )
+        )
+
+
+def _load_brand(conn: Connection, brand_id: int) -> _Graph:
+    """Every record, pair and identifier of the brand."""
+    sources = _sources(
+        conn, "SELECT DISTINCT source FROM source_record WHERE brand_id = :b", brand_id
+    )
     rec_id, rec_cust, rec_first, rec_src = fetch_int_columns(
         conn,
-        f"SELECT id, customer_id, first_customer_id, {source_code} FROM source_record "
+        f"SELECT id, customer_id, first_customer_id, {_source_code(sources)} FROM source_record "
         "WHERE brand_id = :b ORDER BY id",
         brand_id=brand_id,
         ncols=4,
@@ -90,6 +254,60 @@ def _resolve(conn: Connection, brand_id: int, k_guard: int) -> ResolutionResult:
         brand_id=brand_id,
         ncols=3,
     )
+    empty = np.zeros(0, dtype=np.int64)
+    return _Graph(
+        rec_id, rec_cust, rec_first, rec_src, sources, pair_rec, pair_ident,
+        ident_id, ident_cust, ident_before, _overridden(conn, brand_id, ident_id),
+        empty, empty, empty,
+    )  # fmt: skip
+
+
+def _load_scope(conn: Connection, brand_id: int) -> _Graph:
+    """The records and identifiers of the scope an incremental pass built (siyu.identity.scope)."""
+    sources = _sources(
+        conn,
+        "SELECT DISTINCT r.source FROM touched_record t CROSS JOIN source_record r "
+        "WHERE r.id = t.id "
+        "UNION SELECT DISTINCT source FROM frozen_count",
+        0,
+    )
+    code = _source_code(sources)
+    rec_id, rec_cust, rec_first, rec_src = fetch_int_columns(
+        conn,
+        f"SELECT r.id, r.customer_id, r.first_customer_id, {code} FROM touched_record t "
+        "CROSS JOIN source_record r WHERE r.id = t.id ORDER BY r.id",
+        brand_id=0,
+        ncols=4,
+    )
+    pair_rec, pair_ident = fetch_int_columns(
+        conn,
+        "SELECT ri.record_id, ri.identifier_id FROM touched_record t "
+        "CROSS JOIN record_identity ri WHERE ri.record_id = t.id",
+        brand_id=0,
+        ncols=2,
+    )
+    ident_id, ident_cust, ident_before = fetch_int_columns(
+        conn,
+        f"SELECT i.id, i.customer_id, {STATUS_CODE} FROM touched_ident t "
+        "CROSS JOIN identifier i WHERE i.id = t.id ORDER BY i.id",
+        brand_id=0,
+        ncols=3,
+    )
+    frozen_ident, frozen_src, frozen_n = fetch_int_columns(
+        conn,
+        f"SELECT identifier_id, {_source_code(sources)}, n FROM frozen_count",
+        brand_id=0,
+        ncols=3,
+    )
+    return _Graph(
+        rec_id, rec_cust, rec_first, rec_src, sources, pair_rec, pair_ident,
+        ident_id, ident_cust, ident_before, _overridden(conn, brand_id, ident_id),
+        frozen_ident, frozen_src, frozen_n,
+    )  # fmt: skip
+
+
+def _overridden(conn: Connection, brand_id: int, ident_id: np.ndarray) -> np.ndarray:
+    """The operator-unlinked values among `ident_id`."""
     (overridden,) = fetch_int_columns(
         conn,
         "SELECT i.id FROM identifier_override o JOIN identifier i ON i.brand_id = o.brand_id "
@@ -97,105 +315,40 @@ def _resolve(conn: Connection, brand_id: int, k_guard: int) -> ResolutionResult:
         brand_id=brand_id,
         ncols=1,
     )
-    n_rec, n_ident = len(rec_id), len(ident_id)
-    p_rec = np.searchsorted(rec_id, pair_rec)
-    p_ident = np.searchsorted(ident_id, pair_ident)
-
-    # K-guard: distinct records per (value, source); one record carries a value at most once.
-    n_src = int(rec_src.max()) + 1 if n_rec else 1
-    per_src = np.unique(p_ident * n_src + rec_src[p_rec], return_counts=True)
-    crowded = per_src[1] > k_guard
-    quarantined = np.zeros(n_ident, dtype=bool)
-    quarantined[per_src[0][crowded] // n_src] = True
-    unlinked = np.zeros(n_ident, dtype=bool)
-    unlinked[np.searchsorted(ident_id, overridden)] = True
-    merging = ~(quarantined | unlinked)[p_ident]
-
-    graph = coo_matrix(
-        (np.ones(int(merging.sum()), dtype=np.int8), (p_rec[merging], n_rec + p_ident[merging])),
-        shape=(n_rec + n_ident, n_rec + n_ident),
-    )
-    _, labels = connected_components(graph, directed=False)
-    comp = labels[:n_rec]
-
-    cust_of_comp, merges, splits, created, revived = _assign_customers(comp, rec_cust, rec_first)
-    new_ids = _create_customers(conn, brand_id, created, now)
-    cust_of_comp[cust_of_comp < 0] = new_ids[-cust_of_comp[cust_of_comp < 0] - 1]
-    splits = [(o, int(new_ids[-n - 1]) if n < 0 else n) for o, n in splits]
-    split_new = sum(1 for o, n in splits if n in set(new_ids.tolist()))
-    new_cust = cust_of_comp[comp]
-
-    _write_records(conn, rec_id, rec_cust, rec_first, new_cust)
-    _write_customers(conn, brand_id, merges, revived, splits, new_cust, now)
-    ident_status = np.where(quarantined, 2, np.where(unlinked, 1, 0))
-    _write_identifiers(
-        conn, ident_id, ident_cust, ident_status, ident_before, p_rec, p_ident, new_cust, now
-    )
-    _write_quarantine(conn, brand_id, sources, ident_id, per_src, crowded, n_src, now)
-    _merge_profiles(conn, brand_id, np.unique(new_cust[new_cust != rec_cust]))
-    live = conn.execute(
-        text("SELECT count(*) FROM customer WHERE brand_id = :b AND merged_into_id IS NULL"), b
-    ).scalar_one()
-    return ResolutionResult(
-        records=n_rec,
-        customers=int(live),
-        created=len(new_ids) - split_new,
-        merged=len(merges),
-        split=len(splits),
-        quarantined=int(quarantined.sum()),
-    )
+    return overridden[np.isin(overridden, ident_id)]
 
 
-def _add_referenced_records(conn: Connection, brand_id: int, now: datetime) -> None:
-    """A fact may name a customer no record describes: give that value a record of its own."""
-    refs = " UNION ".join(
-        f"SELECT {ty} AS id_type, {va} AS value FROM {table} "
-        f"WHERE brand_id = :b AND {va} IS NOT NULL"
-        for table, ty, va in FACT_REFERENCES
-    )
-    b = {"b": brand_id, "now": now}
-    conn.execute(
-        text(
-            "INSERT INTO identifier (brand_id, id_type, value, status, changed_at) "
-            f"SELECT :b, r.id_type, r.value, 'linked', :now FROM ({refs}) r WHERE NOT EXISTS ("
-            "SELECT 1 FROM identifier i "
-            "WHERE i.brand_id = :b AND i.id_type = r.id_type AND i.value = r.value)"
-        ),
-        b,
-    )
-    conn.execute(
-        text(
-            "INSERT INTO source_record (brand_id, record_key, source, created_at, updated_at) "
-            "SELECT :b, 'ref:' || i.id_type || ':' || i.value, 'reference', :now, :now "
-            "FROM identifier i WHERE i.brand_id = :b AND NOT EXISTS ("
-            " SELECT 1 FROM record_identity ri WHERE ri.identifier_id = i.id) AND NOT EXISTS ("
-            " SELECT 1 FROM source_record r WHERE r.brand_id = :b "
-            "  AND r.record_key = 'ref:' || i.id_type || ':' || i.value)"
-        ),
-        b,
-    )
-    conn.execute(
-        text(
-            "INSERT INTO record_identity (record_id, id_type, identifier_id) "
-            "SELECT r.id, i.id_type, i.id FROM identifier i JOIN source_record r ON r.brand_id = :b "
-            " AND r.record_key = 'ref:' || i.id_type || ':' || i.value "
-            "WHERE i.brand_id = :b AND NOT EXISTS (SELECT 1 FROM record_identity ri "
-            " WHERE ri.record_id = r.id AND ri.id_type = i.id_type)"
-        ),
-        b,
-    )
+def _homed_outside_scope(conn: Connection) -> Callable[[list[int]], set[int]]:
+    """Customer ids among `ids` that records outside the scope still belong to."""
+
+    def homed(ids: list[int]) -> set[int]:
+        if not ids:
+            return set()
+        int_table(conn, "revive_candidate", ["id"], [np.unique(np.asarray(ids, dtype=np.int64))])
+        rows = conn.execute(
+            text(
+                "SELECT DISTINCT r.customer_id FROM revive_candidate c "
+                "CROSS JOIN source_record r WHERE r.customer_id = c.id AND NOT EXISTS ("
+                " SELECT 1 FROM touched_record t WHERE t.id = r.id)"
+            )
+        ).scalars()
+        return {int(x) for x in rows}
+
+    return homed
 
 
-def _sources(conn: Connection, brand_id: int) -> list[str]:
-    """The brand's source systems in name order; their index is the source's small code."""
-    return list(
-        conn.execute(
-            text("SELECT DISTINCT source FROM source_record WHERE brand_id = :b ORDER BY source"),
-            {"b": brand_id},
-        )
-        .scalars()
-        .all()
-    )
+def _nowhere(_ids: list[int]) -> set[int]:
+    return set()
+
+
+def _sources(conn: Connection, sql: str, brand_id: int) -> list[str]:
+    """Source systems in name order; a source's index is its small code."""
+    return sorted(conn.execute(text(sql), {"b": brand_id}).scalars().all())
+
+
+def _source_code(sources: list[str]) -> str:
+    whens = " ".join(f"WHEN '{_sql_str(s)}' THEN {i}" for i, s in enumerate(sources))
+    return f"CASE source {whens} ELSE 0 END" if sources else "0"
 
 
 def _sql_str(value: str) -> str:
@@ -203,13 +356,17 @@ def _sql_str(value: str) -> str:
 
 
 def _assign_customers(
-    comp: np.ndarray, rec_cust: np.ndarray, rec_first: np.ndarray
+    comp: np.ndarray,
+    rec_cust: np.ndarray,
+    rec_first: np.ndarray,
+    homed_elsewhere: Callable[[list[int]], set[int]],
 ) -> tuple[np.ndarray, list[tuple[int, int]], list[tuple[int, int]], int, list[int]]:
     """Decide the customer id of every component.
 
     Returns (customer per component — negative k means the k-th new customer, merges as
     (merged_id, survivor_id), splits as (origin_id, new_or_revived_id) with new ids negative,
-    number of customers to create, revived ids).
+    number of customers to create, revived ids). `homed_elsewhere(ids)`: those of `ids` that
+    records outside `comp` belong to (an incremental pass sees part of the brand).
     """
     n_comp = int(comp.max()) + 1 if len(comp) else 0
     cust_of_comp = np.zeros(n_comp, dtype=np.int64)
@@ -249,6 +406,8 @@ def _assign_customers(
         sel = rec_orphan & (rec_first > 0)
         np.minimum.at(former, comp[sel], rec_first[sel])
         created = 0
+        maybe = former[orphan]
+        homed |= homed_elsewhere(maybe[maybe != np.iinfo(np.int64).max].tolist())
         for k in orphan.tolist():
             candidate = int(former[k])
             if candidate != np.iinfo(np.int64).max and candidate not in homed:
@@ -339,14 +498,17 @@ def _write_customers(
             b,
         )
     # Keep redirects one hop long: whoever pointed at a now-merged id points at its survivor.
-    while conn.execute(
-        text(
-            "UPDATE customer SET merged_into_id = (SELECT c2.merged_into_id FROM customer c2 "
-            " WHERE c2.id = customer.merged_into_id) WHERE brand_id = :b AND merged_into_id IN "
-            " (SELECT id FROM customer WHERE merged_into_id IS NOT NULL)"
-        ),
-        b,
-    ).rowcount:
+    while (
+        merges
+        and conn.execute(
+            text(
+                "UPDATE customer SET merged_into_id = (SELECT c2.merged_into_id FROM customer c2 "
+                " WHERE c2.id = customer.merged_into_id) WHERE brand_id = :b AND merged_into_id IN "
+                " (SELECT id FROM customer WHERE merged_into_id IS NOT NULL)"
+            ),
+            b,
+        ).rowcount
+    ):
         pass
     log = [("merge", s, m) for m, s in merges]
     log += [("split", o, n) for o, n in splits]
@@ -470,7 +632,7 @@ def _merge_profiles(conn: Connection, brand_id: int, customer_ids: np.ndarray) -
     conn.execute(
         text(
             f"UPDATE customer SET {sets} FROM (SELECT DISTINCT r.customer_id, {picks} "
-            "FROM source_record r JOIN touched_customer t ON t.id = r.customer_id) p "
+            "FROM touched_customer t CROSS JOIN source_record r WHERE r.customer_id = t.id) p "
             "WHERE p.customer_id = customer.id"
         )
     )
@@ -488,10 +650,11 @@ def unmerge(
     value: str,
     k_guard: int,
     note: str | None = None,
+    full: bool = False,
 ) -> ResolutionResult:
     """Stop `type:value` from merging anything and re-resolve: its customer splits (SPEC §4)."""
     with engine.begin() as conn:
-        _identifier_id_or_raise(conn, brand_id, id_type, value)
+        ident = _identifier_id_or_raise(conn, brand_id, id_type, value)
         exists = conn.execute(
             text(
                 "SELECT 1 FROM identifier_override WHERE brand_id = :b AND id_type = :t AND value = :v"
@@ -507,11 +670,11 @@ def unmerge(
             ),
             {"b": brand_id, "t": id_type, "v": value, "now": datetime.now(UTC), "note": note},
         )
-        return _resolve(conn, brand_id, k_guard)
+        return _resolve(conn, brand_id, k_guard, full=full, also=(ident,))
 
 
 def relink(
-    engine: Engine, *, brand_id: int, id_type: str, value: str, k_guard: int
+    engine: Engine, *, brand_id: int, id_type: str, value: str, k_guard: int, full: bool = False
 ) -> ResolutionResult:
     """Undo an unmerge: the value merges again and the customers it joins become one."""
     with engine.begin() as conn:
@@ -523,7 +686,8 @@ def relink(
         ).rowcount
         if not gone:
             raise IdentityError(f"{id_type}:{value} was not unmerged; nothing to relink")
-        return _resolve(conn, brand_id, k_guard)
+        ident = _identifier_id_or_raise(conn, brand_id, id_type, value)
+        return _resolve(conn, brand_id, k_guard, full=full, also=(ident,))
 
 
 def _identifier_id_or_raise(conn: Connection, brand_id: int, id_type: str, value: str) -> int:

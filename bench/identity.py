@@ -1,0 +1,303 @@
+"""Benchmark: identity resolution alone, at scale (issue #3: 10M records ≤ 60 s).
+
+    .venv/bin/python bench/identity.py --records 10000000                 # SQLite
+    .venv/bin/python bench/identity.py --records 10000000 --pg            # PostgreSQL (bench_identity)
+
+Writes N source records and their identifiers straight into the operational store in bulk (no
+CSV import): persons seen through 1–3 of POS / mini-program / WeCom / official account / Tmall,
+with phones, unionids, external_userids, member numbers, openids and Tmall nicks overlapping
+as they do in life, and one placeholder phone typed at tills. Then times:
+
+1. the first (full) identity pass;
+2. a re-run with nothing changed (incremental);
+3. an incremental pass after adding 1 % new records: new persons, new sightings of known
+   persons, and records that bridge two existing customers;
+4. with --full-rerun, a full pass over everything again (`siyu identity resolve --full`).
+
+The records are stamped two days ago, as if imported earlier; the 1 % batch is stamped now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Connection, Engine, create_engine, text
+
+from siyu.bulk import bulk_load
+from siyu.config import Settings
+from siyu.identity import service as identity_service
+from siyu.identity.models import Identifier, RecordIdentity, SourceRecord
+from siyu.runtime import open_brand
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+SOURCES = np.array(["pos", "mp", "wecom", "oa", "tmall"])
+SOURCE_P = [0.30, 0.25, 0.20, 0.10, 0.15]
+# (type, value prefix); a value is its prefix and the person number, zero-padded.
+TYPES = {
+    "external_userid": "wm",
+    "member_no": "M",
+    "openid_oa": "oa",
+    "phone": "+8613",
+    "tmall_nick": "t",
+    "unionid": "o6_",
+}
+PLACEHOLDER = 999_999_999  # "person" whose phone is the till's placeholder +8613999999999
+CHUNK = 500_000
+
+
+def value(id_type: str, pid: int) -> str:
+    return f"{TYPES[id_type]}{pid:09d}"
+
+
+class Store:
+    """Identifier ids by (type, person), so later batches reuse what exists."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, tuple[np.ndarray, np.ndarray]] = {
+            t: (np.zeros(0, np.int64), np.zeros(0, np.int64)) for t in TYPES
+        }
+        self.next_record = 1
+        self.next_ident = 1
+
+
+def carried(rng: np.random.Generator, pid: np.ndarray, src: np.ndarray) -> dict[str, np.ndarray]:
+    """Person number per record for each identifier type (-1: the record lacks it)."""
+    n = len(pid)
+    none = np.full(n, -1, dtype=np.int64)
+    u = rng.random((3, n))
+    by = {t: none.copy() for t in TYPES}
+    pos, mp, wecom, oa, tmall = (src == s for s in SOURCES)
+    by["member_no"][pos] = pid[pos]
+    phone = (pos & (u[0] < 0.7)) | (mp & (u[0] < 0.5)) | (tmall & (u[0] < 0.3))
+    by["phone"][phone] = pid[phone]
+    till = pos & (u[1] < 0.003)  # typed the placeholder instead of the customer's phone
+    by["phone"][till] = PLACEHOLDER
+    union = mp | oa | (wecom & (u[2] < 0.7))
+    by["unionid"][union] = pid[union]
+    by["external_userid"][wecom] = pid[wecom]
+    by["openid_oa"][oa] = pid[oa]
+    by["tmall_nick"][tmall] = pid[tmall]
+    return by
+
+
+def stamp(conn: Connection, when: datetime) -> object:
+    return when.strftime("%Y-%m-%d %H:%M:%S.%f") if conn.dialect.name == "sqlite" else when
+
+
+def write(conn: Connection, table: str, columns: list[str], rows: list[tuple]) -> None:
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cols = ", ".join(columns)
+    if conn.dialect.name == "postgresql":
+        with raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        cur = raw.cursor()
+        cur.executemany(
+            f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' for _ in columns)})", rows
+        )
+        cur.close()
+
+
+def add_records(
+    conn: Connection,
+    store: Store,
+    brand_id: int,
+    pid: np.ndarray,
+    src: np.ndarray,
+    by: dict[str, np.ndarray],
+    when: datetime,
+) -> tuple[int, int]:
+    """Write records (ids in order) with their identifiers; returns (records, new identifiers)."""
+    n = len(pid)
+    rec_ids = np.arange(store.next_record, store.next_record + n, dtype=np.int64)
+    store.next_record += n
+    at = stamp(conn, when)
+    # New identifier values, in (type, value) order so the unique index grows at its end.
+    new_idents: list[tuple[str, np.ndarray, np.ndarray]] = []
+    pair_ident: dict[str, np.ndarray] = {}
+    for t in sorted(TYPES):
+        has = by[t] >= 0
+        known_pid, known_id = store.known[t]
+        wanted = np.unique(by[t][has])
+        fresh = wanted[~np.isin(wanted, known_pid)]
+        ids = np.arange(store.next_ident, store.next_ident + len(fresh), dtype=np.int64)
+        store.next_ident += len(fresh)
+        new_idents.append((t, ids, fresh))
+        all_pid = np.concatenate([known_pid, fresh])
+        all_id = np.concatenate([known_id, ids])
+        order = np.argsort(all_pid, kind="stable")
+        store.known[t] = (all_pid[order], all_id[order])
+        ident = np.full(n, -1, dtype=np.int64)
+        ident[has] = store.known[t][1][np.searchsorted(store.known[t][0], by[t][has])]
+        pair_ident[t] = ident
+    with bulk_load(conn, Identifier.__table__, sum(len(ids) for _, ids, _ in new_idents)):
+        for t, ids, fresh in new_idents:
+            for s in range(0, len(ids), CHUNK):
+                part = zip(ids[s : s + CHUNK].tolist(), fresh[s : s + CHUNK].tolist(), strict=True)
+                write(
+                    conn,
+                    "identifier",
+                    ["id", "brand_id", "id_type", "value", "status", "changed_at"],
+                    [(i, brand_id, t, value(t, p), "linked", at) for i, p in part],
+                )
+    with bulk_load(conn, SourceRecord.__table__, n):
+        for s in range(0, n, CHUNK):
+            ids, sources = rec_ids[s : s + CHUNK].tolist(), src[s : s + CHUNK].tolist()
+            write(
+                conn,
+                "source_record",
+                ["id", "brand_id", "record_key", "source", "created_at", "updated_at"],
+                [
+                    (i, brand_id, f"R{i:010d}", so, at, at)
+                    for i, so in zip(ids, sources, strict=True)
+                ],
+            )
+    pairs = 0
+    with bulk_load(conn, RecordIdentity.__table__, sum(int((v >= 0).sum()) for v in by.values())):
+        for s in range(0, n, CHUNK):
+            rows = []
+            for t in sorted(TYPES):
+                ident = pair_ident[t][s : s + CHUNK]
+                has = ident >= 0
+                rows += zip(
+                    rec_ids[s : s + CHUNK][has].tolist(),
+                    [t] * int(has.sum()),
+                    ident[has].tolist(),
+                    strict=True,
+                )
+            rows.sort()
+            pairs += len(rows)
+            write(conn, "record_identity", ["record_id", "id_type", "identifier_id"], rows)
+    if conn.dialect.name == "postgresql":
+        for table in ("source_record", "identifier", "record_identity"):
+            conn.execute(text(f"ANALYZE {table}"))
+    return n, pairs
+
+
+def base(rng: np.random.Generator, records: int) -> tuple[np.ndarray, np.ndarray, int]:
+    persons = int(records / 1.7) + 1
+    counts = rng.choice([1, 2, 3], size=persons, p=[0.5, 0.3, 0.2])
+    pid = np.repeat(np.arange(persons, dtype=np.int64), counts)
+    if len(pid) < records:
+        pid = np.concatenate([pid, np.arange(persons, persons + records - len(pid))])
+        persons += records - len(pid)
+    pid = pid[:records]
+    src = rng.choice(SOURCES, size=records, p=SOURCE_P)
+    return pid, src, int(pid.max()) + 1
+
+
+def daily(
+    rng: np.random.Generator, count: int, persons: int
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """1 %: 60 % new persons, 30 % known persons seen again, 10 % bridging two known persons."""
+    kind = rng.choice(3, size=count, p=[0.6, 0.3, 0.1])
+    pid = np.where(
+        kind == 0,
+        persons + np.arange(count),
+        rng.integers(0, persons, size=count),
+    )
+    src = rng.choice(SOURCES, size=count, p=SOURCE_P)
+    src[kind == 2] = "mp"
+    by = carried(rng, pid, src)
+    bridge = kind == 2  # a mini-program record: one person's phone, another's unionid
+    by["phone"][bridge] = rng.integers(0, persons, size=int(bridge.sum()))
+    return pid, src, by
+
+
+def timed(label: str, engine: Engine, brand_id: int, k: int, **kw) -> float:
+    started = time.perf_counter()
+    r = identity_service.resolve(engine, brand_id=brand_id, k_guard=k, **kw)
+    sec = time.perf_counter() - started
+    kind = "full" if r.full else "incremental"
+    print(
+        f"  {label:<36} {sec:8.1f} s  ({kind}: {r.resolved:,} of {r.records:,} records → "
+        f"{r.customers:,} customers; {r.created:,} created, {r.merged:,} merged, "
+        f"{r.split:,} split, {r.quarantined} quarantined)",
+        flush=True,
+    )
+    return sec
+
+
+def run(label: str, settings: Settings, records: int, seed: int, full_rerun: bool) -> None:
+    rng = np.random.default_rng(seed)
+    engine, brand_id = open_brand(settings)
+    store = Store()
+    pid, src, persons = base(rng, records)
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        n, pairs = add_records(
+            conn, store, brand_id, pid, src, carried(rng, pid, src),
+            datetime.now(UTC) - timedelta(days=2),
+        )  # fmt: skip
+    print(
+        f"[{label}] wrote {n:,} records, {pairs:,} record identifiers, "
+        f"{store.next_ident - 1:,} identifier values in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+    del pid, src
+    timed("first pass (full)", engine, brand_id, settings.k_guard)
+    timed("re-run, nothing changed", engine, brand_id, settings.k_guard)
+    count = max(1, records // 100)
+    pid, src, by = daily(rng, count, persons)
+    with engine.begin() as conn:
+        add_records(conn, store, brand_id, pid, src, by, datetime.now(UTC))
+    timed(f"after adding {count:,} records (1 %)", engine, brand_id, settings.k_guard)
+    if full_rerun:
+        timed("full pass again (--full)", engine, brand_id, settings.k_guard, full=True)
+    engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--pg", action="store_true", help="PostgreSQL (database bench_identity)")
+    parser.add_argument("--full-rerun", action="store_true", help="also time a second full pass")
+    parser.add_argument("--keep", type=Path, help="SQLite: keep the data directory here")
+    args = parser.parse_args()
+    print(f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    if args.pg:
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text("DROP DATABASE IF EXISTS bench_identity"))
+            c.execute(text("CREATE DATABASE bench_identity"))
+        work = Path(tempfile.mkdtemp(prefix="siyu-bench-"))
+        try:
+            url = PG_ADMIN.rsplit("/", 1)[0] + "/bench_identity"
+            run(
+                "postgresql",
+                Settings(data_dir=work, database_url=url),
+                args.records,
+                args.seed,
+                args.full_rerun,
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            with admin.connect() as c:
+                c.execute(text("DROP DATABASE IF EXISTS bench_identity"))
+    else:
+        work = args.keep or Path(tempfile.mkdtemp(prefix="siyu-bench-"))
+        try:
+            run("sqlite", Settings(data_dir=work), args.records, args.seed, args.full_rerun)
+        finally:
+            if args.keep is None:
+                shutil.rmtree(work, ignore_errors=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory: {peak:,.0f} MiB")
+    print(f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+
+
+if __name__ == "__main__":
+    main()
