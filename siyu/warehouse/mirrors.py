@@ -41,6 +41,9 @@ class Mirror:
     stamp: str | None = None  # change-stamp column; None = copied whole each sync
     refs: tuple[Ref, ...] = field(default_factory=tuple)
     brand_scoped: bool = True  # the operational table has brand_id
+    # Keys of rows deleted upstream since `:since` (brand `:brand_id`): an incremental sync drops
+    # them before copying what changed, so a deletion does not wait for a full sync.
+    removed: str | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -311,6 +314,12 @@ MIRRORS: tuple[Mirror, ...] = (
         ("customer_id", "tag_id"),
         stamp="changed_at",
         brand_scoped=False,
+        # Every untagging writes history (siyu.tags.service); a pair tagged again since comes
+        # back with the rows copied after the drop.
+        removed=(
+            "SELECT DISTINCT customer_id, tag_id FROM customer_tag_history "
+            "WHERE brand_id = :brand_id AND action = 'removed' AND at >= :since"
+        ),
     ),
 )
 

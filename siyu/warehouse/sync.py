@@ -8,7 +8,12 @@ Reference tables (stores, staff, channels…) are small and copied whole each ti
 Every fact that names a customer by identifier gets its customer id here, from the synced
 identifiers; when identity resolution moves an identifier to another customer (a merge or an
 unmerge), the facts carrying it are re-keyed in the same sync. Deleted operational rows are
-only dropped by a full sync (`siyu warehouse sync --full`).
+only dropped by a full sync (`siyu warehouse sync --full`), except where a mirror has a change
+feed of removals (`Mirror.removed`: customer tags, from their history).
+
+Each sync also notes which mirrors it really changed (`_mirror_changes`: a re-read row identical
+to the stored one changes nothing), so something derived from the warehouse — the daily
+attribute snapshot — can tell whether its sources have moved since it was computed.
 
 Everything runs in one DuckDB transaction: a failed sync leaves the previous copy intact.
 """
@@ -36,6 +41,7 @@ class SyncResult:
     full: bool
     rows: dict[str, int] = field(default_factory=dict)  # rows copied per mirror
     rekeyed: int = 0  # facts moved to another customer by identity changes
+    changed: set[str] = field(default_factory=set)  # mirrors whose content changed
     seconds: float = 0.0
 
     @property
@@ -56,6 +62,10 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> bool:
         "read_from TIMESTAMPTZ, synced_at TIMESTAMPTZ, PRIMARY KEY (mirror, brand_id))"
     )
     con.execute("CREATE TABLE IF NOT EXISTS _meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS _mirror_changes (mirror VARCHAR, brand_id BIGINT, "
+        "changed_at TIMESTAMPTZ, PRIMARY KEY (mirror, brand_id))"
+    )
     row = con.execute("SELECT value FROM _meta WHERE key = 'schema'").fetchone()
     version = schema_version()
     if row and row[0] == version:
@@ -144,6 +154,25 @@ def _copy(
     return n
 
 
+def _drop_removed(
+    con: duckdb.DuckDBPyConnection, engine: Engine, m: Mirror, brand_id: int, since: datetime
+) -> None:
+    """Delete the rows the mirror's change feed says were removed upstream since `since`."""
+    assert m.removed is not None
+    ts = since.strftime(TS_FMT) if engine.dialect.name == "sqlite" else since
+    with engine.connect() as conn:
+        keys = conn.execute(text(m.removed), {"brand_id": brand_id, "since": ts}).all()
+    if not keys:
+        return
+    frame = {k: np.array([r[i] for r in keys], dtype=np.int64) for i, k in enumerate(m.key)}
+    con.register("_removed", frame)
+    try:
+        match = " AND ".join(f"{m.name}.{k} = r.{k}" for k in m.key)
+        con.execute(f"DELETE FROM {m.name} USING _removed r WHERE {match}")
+    finally:
+        con.unregister("_removed")
+
+
 def _resolve_select(m: Mirror, brand_id: int) -> str:
     """The batch's rows with each customer reference resolved through identifiers."""
     cols = [f"b.{c.name}" for c in m.cols]
@@ -158,6 +187,26 @@ def _resolve_select(m: Mirror, brand_id: int) -> str:
     return f"SELECT {', '.join(cols)} FROM _batch b {' '.join(joins)}"
 
 
+def _differs(con: duckdb.DuckDBPyConnection, m: Mirror, brand_id: int, whole: bool) -> bool:
+    """Whether applying the batch changes the mirror: a row that is new or not identical to the
+    stored one, or (for a whole copy) a stored row the batch no longer has."""
+    cols = ", ".join(m.columns)
+    batch = f"SELECT {cols} FROM ({_resolve_select(m, brand_id)})"
+    scope = f"brand_id = {int(brand_id)}" if m.brand_scoped else "true"
+    if whole:
+        held = f"SELECT {cols} FROM {m.name} WHERE {scope}"
+        sql = f"SELECT EXISTS ({batch} EXCEPT {held}) OR EXISTS ({held} EXCEPT {batch})"
+    else:
+        match = " AND ".join(f"b.{k} = {m.name}.{k}" for k in m.key)
+        held = (
+            f"SELECT {cols} FROM {m.name} WHERE {scope} "
+            f"AND EXISTS (SELECT 1 FROM _batch b WHERE {match})"
+        )
+        sql = f"SELECT EXISTS ({batch} EXCEPT {held})"
+    row = con.execute(sql).fetchone()
+    return bool(row and row[0])
+
+
 def _apply(con: duckdb.DuckDBPyConnection, m: Mirror, brand_id: int, whole: bool) -> None:
     if whole:
         scope = f" WHERE brand_id = {int(brand_id)}" if m.brand_scoped else ""
@@ -165,12 +214,18 @@ def _apply(con: duckdb.DuckDBPyConnection, m: Mirror, brand_id: int, whole: bool
     else:
         match = " AND ".join(f"{m.name}.{k} = b.{k}" for k in m.key)
         con.execute(f"DELETE FROM {m.name} USING _batch b WHERE {match}")
-    con.execute(f"INSERT INTO {m.name} ({', '.join(m.columns)}) {_resolve_select(m, brand_id)}")
+    # Facts are laid out in time order (a whole copy sorted, later batches appended), so the
+    # zone maps let a trailing window ("orders in the last 90 days") skip the older row groups.
+    order = " ORDER BY b.created_at" if "created_at" in m.columns else ""
+    con.execute(
+        f"INSERT INTO {m.name} ({', '.join(m.columns)}) {_resolve_select(m, brand_id)}{order}"
+    )
 
 
-def _rekey(con: duckdb.DuckDBPyConnection, brand_id: int) -> int:
-    """Facts whose identifier now resolves elsewhere follow it (merges and unmerges)."""
-    moved = 0
+def _rekey(con: duckdb.DuckDBPyConnection, brand_id: int) -> dict[str, int]:
+    """Facts whose identifier now resolves elsewhere follow it (merges and unmerges); the
+    number moved per mirror."""
+    moved: dict[str, int] = {}
     for m in MIRRORS:
         for r in m.refs:
             type_expr = r.id_type if r.id_type.startswith("'") else f"{m.name}.{r.id_type}"
@@ -180,8 +235,25 @@ def _rekey(con: duckdb.DuckDBPyConnection, brand_id: int) -> int:
                 f"AND {m.name}.brand_id = {int(brand_id)} "
                 f"AND {m.name}.{r.customer} IS DISTINCT FROM c.customer_id"
             ).fetchone()
-            moved += int(res[0]) if res else 0
+            moved[m.name] = moved.get(m.name, 0) + (int(res[0]) if res else 0)
     return moved
+
+
+def changed_at(
+    con: duckdb.DuckDBPyConnection, brand_id: int, mirrors: tuple[str, ...]
+) -> int | None:
+    """When a sync last changed any of `mirrors` for the brand, in microseconds since the epoch
+    (None: never recorded)."""
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_mirror_changes'"
+    ).fetchone()
+    if not row or not row[0]:
+        return None
+    row = con.execute(
+        "SELECT epoch_us(max(changed_at)) FROM _mirror_changes WHERE brand_id = ? AND list_contains(?, mirror)",
+        [brand_id, list(mirrors)],
+    ).fetchone()
+    return row[0] if row else None
 
 
 def sync(
@@ -213,7 +285,11 @@ def sync(
             since = None if whole else datetime.strptime(last, TS_FMT).replace(tzinfo=UTC)
             if since is not None:
                 since -= overlap
+            if since is not None and m.removed:
+                _drop_removed(con, engine, m, brand_id, since)
             result.rows[m.name] = _copy(con, engine, m, brand_id, since)
+            if whole_run or _differs(con, m, brand_id, whole):
+                result.changed.add(m.name)
             _apply(con, m, brand_id, whole)
             if m.name == "identifiers" and not whole:
                 con.execute(
@@ -225,7 +301,13 @@ def sync(
                 [m.name, brand_id, now, now],
             )
         if not whole_run and "identifiers" in state:
-            result.rekeyed = _rekey(con, brand_id)
+            moved = _rekey(con, brand_id)
+            result.rekeyed = sum(moved.values())
+            result.changed.update(name for name, n in moved.items() if n)
+        for name in sorted(result.changed):
+            con.execute(
+                "INSERT OR REPLACE INTO _mirror_changes VALUES (?, ?, ?)", [name, brand_id, now]
+            )
         con.execute("DROP TABLE IF EXISTS _batch")
         con.execute("DROP TABLE IF EXISTS _changed_identifiers")
         con.execute("COMMIT")

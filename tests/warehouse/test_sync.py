@@ -36,6 +36,7 @@ def test_incremental_sync_copies_changes_and_rekeys_merged_facts(
         # reference tables are small and copied whole every time
         "stores": 2, "staff": 2, "groups": 1, "channels": 3,
     }  # fmt: skip
+    assert again.changed == set()  # … and identical, so nothing changed
     p2 = con.execute("SELECT customer_id FROM connections WHERE id_value = 'e2'").fetchone()[0]  # type: ignore[index]
     con.close()
 
@@ -61,6 +62,8 @@ def test_incremental_sync_copies_changes_and_rekeys_merged_facts(
     # e3's connection and its order O8 now belong to the surviving customer, without being
     # copied again: the sync re-keyed them.
     assert third.rekeyed >= 2
+    assert {"orders", "identifiers", "connections"} <= third.changed
+    assert "stores" not in third.changed
     owners = con.execute(
         "SELECT DISTINCT customer_id FROM connections WHERE id_value IN ('e2', 'e3') "
         "UNION SELECT customer_id FROM orders WHERE order_key = 'O8'"
@@ -82,3 +85,27 @@ def test_full_sync_drops_rows_deleted_upstream(settings: Settings, tmp_path: Pat
     assert result.full
     assert con.execute("SELECT count(*) FROM opt_outs").fetchone() == (0,)
     con.close()
+
+
+def test_rows_read_again_change_nothing_and_facts_lie_in_time_order(
+    settings: Settings, tmp_path: Path
+) -> None:
+    run_import(settings, write_dir(tmp_path / "in", brand.FILES))
+    _, con = _sync(settings)
+    times = [
+        r[0]
+        for r in con.execute("SELECT epoch_us(created_at) FROM orders ORDER BY rowid").fetchall()
+    ]
+    assert times == sorted(times) and len(times) == 8
+    con.close()
+    engine, brand_id = open_brand(settings)
+    con = duck.connect(settings.duckdb_path)
+    try:
+        # The default one-hour overlap reads every row just imported again: none differs.
+        again = sync(con, engine, brand_id)
+        assert again.rows["orders"] == 8 and again.changed == set()
+        changes = con.execute("SELECT mirror FROM _mirror_changes ORDER BY 1").fetchall()
+        assert ("orders",) in changes  # from the first sync
+    finally:
+        con.close()
+        engine.dispose()
