@@ -7,6 +7,12 @@ The attributes come from siyu/metrics/sql/customer_attributes.sql, which joins t
 definition that the metrics report also reads. "As of DATE" is the instant DATE begins in the
 brand's zone — the same instant as `siyu metrics --to DATE` — so a snapshot and the report's
 lifecycle distribution agree.
+
+Next to each snapshot the pass notes what it was computed with (zone, SPEC constants) and when
+the warehouse's sources last changed (siyu.warehouse.sync `_mirror_changes`). A segment rule
+asked as of the start of that day reads lifecycle, RFM and quadrant from the snapshot instead of
+recomputing them over every order (`fresh_snapshot`) — only while nothing it was computed from
+has changed since, so both ways give the same members.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 from sqlalchemy import Engine, text
@@ -31,6 +38,7 @@ from siyu.metrics.report import (
 )
 from siyu.metrics.scope import Scope, install
 from siyu.warehouse.duck import composed, run
+from siyu.warehouse.sync import changed_at
 
 SNAPSHOT = "customer_attributes_daily"
 COLUMNS = (
@@ -48,6 +56,10 @@ COLUMNS = (
     ("loyal", "BOOLEAN"),
     ("super_user", "BOOLEAN"),
 )
+# What a snapshot was computed from: the mirrors customer_attributes.sql reads (directly or
+# through the identifiers that key their facts) and their compute parameters.
+WRITTEN = "customer_attributes_written"
+SOURCES = ("customers", "identifiers", "orders", "connections", "interactions", "referrals")
 NEW = "(new)"  # a customer without a row in the previous snapshot
 GONE = "(gone)"  # a customer of the previous snapshot merged away since
 
@@ -79,6 +91,46 @@ def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
         f"CREATE TABLE IF NOT EXISTS {SNAPSHOT} (brand_id BIGINT, as_of DATE, "
         f"customer_id BIGINT, {cols}, PRIMARY KEY (brand_id, as_of, customer_id))"
     )
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {WRITTEN} (brand_id BIGINT, as_of DATE, timezone VARCHAR, "
+        "constants VARCHAR, sources_changed_at TIMESTAMPTZ, written_at TIMESTAMPTZ, "
+        "PRIMARY KEY (brand_id, as_of))"
+    )
+
+
+def _constants_key(constants: Constants) -> str:
+    return json.dumps(constants.params(), sort_keys=True)
+
+
+def fresh_snapshot(
+    con: duckdb.DuckDBPyConnection, *, scope: Scope, at: datetime, constants: Constants
+) -> date | None:
+    """The day whose stored snapshot holds every customer's attributes at the instant `at`
+    exactly, or None: `at` must be the start of that brand-local day, the scope unfiltered,
+    the snapshot computed with the same zone and constants, and no source mirror changed by a
+    sync since it was written."""
+    if scope.filtered:
+        return None
+    day = as_of_day(at, scope.timezone)
+    if day is None:
+        return None
+    ensure_table(con)
+    row = con.execute(
+        f"SELECT timezone, constants, epoch_us(sources_changed_at) FROM {WRITTEN} "
+        "WHERE brand_id = ? AND as_of = ?",
+        [scope.brand_id, day],
+    ).fetchone()
+    if row is None or row[0] != scope.timezone or row[1] != _constants_key(constants):
+        return None
+    if row[2] != changed_at(con, scope.brand_id, SOURCES):
+        return None
+    return day
+
+
+def as_of_day(at: datetime, timezone: str) -> date | None:
+    """The brand-local day that begins at the instant `at`, or None if `at` is not a midnight."""
+    day = at.astimezone(ZoneInfo(timezone)).date()
+    return day if as_of_period(day, timezone).end == at else None
 
 
 def write_snapshot(
@@ -97,15 +149,21 @@ def write_snapshot(
     names = ", ".join(n for n, _ in COLUMNS)
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(
-            f"DELETE FROM {SNAPSHOT} WHERE brand_id = ? AND as_of = ?", [scope.brand_id, as_of]
-        )
+        sources = changed_at(con, scope.brand_id, SOURCES)
+        for table in (SNAPSHOT, WRITTEN):
+            con.execute(
+                f"DELETE FROM {table} WHERE brand_id = ? AND as_of = ?", [scope.brand_id, as_of]
+            )
         run(
             con,
             f"INSERT INTO {SNAPSHOT} (brand_id, as_of, customer_id, {names}) "
             f"SELECT $brand_id, $as_of, customer_id, {names} "
             f"FROM (\n{composed(SQL_PACKAGE, 'customer_attributes')}\n)",
             params,
+        )
+        con.execute(
+            f"INSERT INTO {WRITTEN} VALUES (?, ?, ?, ?, make_timestamptz(?::BIGINT), now())",
+            [scope.brand_id, as_of, scope.timezone, _constants_key(constants), sources],
         )
         con.execute("COMMIT")
     except BaseException:

@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from siyu.clikit import console, fail, metric_constants, settings
+from siyu.audit import service as audit
+from siyu.clikit import cli_actor, console, fail, metric_constants, settings
 from siyu.config import Settings
 from siyu.metrics.scope import Scope
 from siyu.runtime import open_brand
@@ -169,11 +170,14 @@ def count(name: NameArg = None, rule: RuleOpt = None, as_of: AsOfOpt = None) -> 
     wh = open_synced(s)
     try:
         started = time.perf_counter()
-        n = evaluate.count(wh.con, _evaluation(s, wh, parsed, as_of))
+        ev = _evaluation(s, wh, parsed, as_of)
+        n = evaluate.count(wh.con, ev)
     finally:
         wh.con.close()
+    source = f", attributes from the {ev.snapshot} snapshot" if ev.snapshot else ""
     console.print(
-        f"{label}: [bold]{n:,}[/bold] customers [dim]({time.perf_counter() - started:.2f} s)[/dim]"
+        f"{label}: [bold]{n:,}[/bold] customers "
+        f"[dim]({time.perf_counter() - started:.2f} s{source})[/dim]"
     )
 
 
@@ -236,6 +240,13 @@ def export(
         w = csv.DictWriter(f, fieldnames=list(evaluate.PROFILE_COLUMNS))
         w.writeheader()
         w.writerows(rows)
+    engine, brand_id = open_brand(s)
+    with engine.begin() as conn:
+        audit.record(
+            conn, brand_id=brand_id, actor=cli_actor(), action="export", target=f"segment:{label}",
+            detail={"file": str(out), "customers": len(rows), "pii": pii},
+        )  # fmt: skip
+    engine.dispose()
     console.print(f"{label}: {len(rows):,} customers written to {out}")
 
 

@@ -4,7 +4,11 @@ The statement reads the `v_*` views of siyu.metrics.scope (installed for the bra
 mirrored tables, and returns the `customer_id` of every live customer the rule selects as of the
 instant `$end` (brand-local day `$to_day`). Lifecycle, value layers, RFM and the quadrant come
 from their SPEC §6 definition files in siyu/metrics/sql, included as CTEs only when the rule reads
-them, so a segment and the daily snapshot can never disagree on a definition.
+them, so a segment and the daily snapshot can never disagree on a definition. When the daily
+snapshot of the as-of day is known to hold exactly those values (siyu.lifecycle.service.
+fresh_snapshot), lifecycle, RFM and quadrant are read from it instead (`snapshot=True`). Value
+layers are not: the snapshot only has the customers lifecycle knows at `$end`, and a customer
+first seen later can still be "active" through an interaction.
 
 Values only ever reach the SQL as bound parameters ($v1, $v2, …). Column names, tables and
 operators come from the tables in this module, keyed by names the parser has already checked.
@@ -20,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from siyu.lifecycle.service import SNAPSHOT
 from siyu.metrics.report import SQL_PACKAGE
 from siyu.segments.rules import All, AnyOf, Leaf, Node, Not
 from siyu.warehouse.duck import composed
@@ -77,7 +82,20 @@ ATTRIBUTES = {
     "quadrant": ("quadrant", "quadrant"),
 }
 
-PROFILE = {"city": "p.city", "gender": "p.gender", "birthday_month": "month(p.birthday)"}
+# The same values in the daily snapshot (customer_attributes.sql's columns), by field. Its rows
+# are the customers lifecycle_stage.sql knows at `$end`, a superset of those with an RFM class or
+# a quadrant, so a customer without a row has no value here exactly as in the live files.
+SNAPSHOT_COLUMNS = {
+    "lifecycle": "stage",
+    "rfm.class": "rfm_class",
+    "rfm.r_score": "r_score",
+    "rfm.f_score": "f_score",
+    "rfm.m_score": "m_score",
+    "quadrant": "quadrant",
+}
+SNAPSHOT_CTE = f"SELECT * FROM {SNAPSHOT} WHERE brand_id = $brand_id AND as_of = $to_day"
+
+PROFILE = {"city": "c.city", "gender": "c.gender", "birthday_month": "month(c.birthday)"}
 
 MEMBER_CTE = (
     "SELECT customer_id, arg_max(level, joined_at) AS level, sum(points) AS points "
@@ -112,6 +130,7 @@ class Compiled:
 
     sql: str
     params: dict[str, Any]
+    reads_snapshot: bool = False  # some leaf reads the daily attribute snapshot
 
 
 @dataclass
@@ -119,6 +138,7 @@ class _Builder:
     params: dict[str, Any] = field(default_factory=dict)
     ctes: dict[str, str] = field(default_factory=dict)  # name -> body, in order
     joins: list[str] = field(default_factory=list)
+    snapshot: bool = False  # read SNAPSHOT_COLUMNS fields from the daily snapshot
 
     def bind(self, value: Any) -> str:
         name = f"v{len(self.params) + 1}"
@@ -136,21 +156,21 @@ class _Builder:
         return self.joined(f"leaf_{len(self.ctes) + 1}", body)
 
 
-def compile_rule(rule: Node) -> Compiled:
+def compile_rule(rule: Node, *, snapshot: bool = False) -> Compiled:
     """One statement selecting the rule's members (the caller binds $brand_id, $end, $to_day
-    and the SPEC constants with the returned params)."""
-    b = _Builder()
+    and the SPEC constants with the returned params). `snapshot`: the daily snapshot of
+    `$to_day` is fresh for `$end`, read per-customer attributes from it."""
+    b = _Builder(snapshot=snapshot)
     where = _node(rule, b)
     with_ = ""
     if b.ctes:
         with_ = "WITH " + ",\n".join(f"{n} AS (\n{body}\n)" for n, body in b.ctes.items()) + "\n"
     sql = (
         f"{with_}SELECT c.customer_id FROM v_customers c\n"
-        "JOIN customers p ON p.id = c.customer_id\n"
         + "".join(f"{j}\n" for j in b.joins)
         + f"WHERE {where}"
     )
-    return Compiled(sql, b.params)
+    return Compiled(sql, b.params, "attributes_snapshot" in b.ctes)
 
 
 def _node(node: Node, b: _Builder) -> str:
@@ -167,6 +187,9 @@ def _leaf(leaf: Leaf, b: _Builder) -> str:
     name = leaf.field.name
     if name in PROFILE:
         return _compare(PROFILE[name], leaf, b)
+    if b.snapshot and name in SNAPSHOT_COLUMNS:
+        alias = b.joined("attributes_snapshot", SNAPSHOT_CTE)
+        return _compare(f"{alias}.{SNAPSHOT_COLUMNS[name]}", leaf, b)
     if name in ATTRIBUTES:
         file, column = ATTRIBUTES[name]
         alias = b.joined(file, composed(SQL_PACKAGE, file))

@@ -2,19 +2,21 @@
 
 Every function installs the brand's views (siyu.metrics.scope) and runs the one compiled
 statement with the as-of instant, the brand-local day and the SPEC constants bound beside the
-rule's own values.
+rule's own values. As of the start of a day whose attribute snapshot is still fresh, lifecycle,
+RFM and quadrant leaves read that snapshot rather than recomputing them (same members).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import duckdb
 import numpy as np
 
+from siyu.lifecycle.service import fresh_snapshot
 from siyu.metrics.constants import Constants
 from siyu.metrics.scope import Scope, install
 from siyu.segments.compiler import Compiled, compile_rule
@@ -62,6 +64,7 @@ class Evaluation:
 
     compiled: Compiled
     params: dict[str, Any]
+    snapshot: date | None = None  # the day of the attribute snapshot the statement reads
 
 
 def prepare(
@@ -71,9 +74,14 @@ def prepare(
     scope: Scope,
     as_of: datetime,
     constants: Constants,
+    use_snapshot: bool = True,
 ) -> Evaluation:
+    """`use_snapshot=False` always computes the attributes live (for comparing both ways)."""
     install(con, scope)
-    compiled = compile_rule(rule)
+    day = None
+    if use_snapshot:
+        day = fresh_snapshot(con, scope=scope, at=as_of, constants=constants)
+    compiled = compile_rule(rule, snapshot=day is not None)
     params: dict[str, Any] = {
         "brand_id": scope.brand_id,
         "end": as_of,
@@ -81,7 +89,7 @@ def prepare(
         **constants.params(),
         **compiled.params,
     }
-    return Evaluation(compiled, params)
+    return Evaluation(compiled, params, day if compiled.reads_snapshot else None)
 
 
 def count(con: duckdb.DuckDBPyConnection, ev: Evaluation) -> int:
@@ -151,4 +159,5 @@ def within(con: duckdb.DuckDBPyConnection, ev: Evaluation, ids: list[int] | None
         f"SELECT customer_id FROM (\n{ev.compiled.sql}\n) "
         "WHERE customer_id IN (SELECT customer_id FROM readable_ids)"
     )
-    return Evaluation(Compiled(sql, ev.compiled.params), ev.params)
+    narrowed = Compiled(sql, ev.compiled.params, ev.compiled.reads_snapshot)
+    return Evaluation(narrowed, ev.params, ev.snapshot)

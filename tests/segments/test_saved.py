@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from typer.testing import CliRunner
 
+from siyu.audit import service as audit
 from siyu.cli import app
 from siyu.metrics.constants import Constants
 from siyu.metrics.scope import Scope
@@ -154,6 +155,13 @@ def test_segments_cli(tmp_path: Path) -> None:
     assert siyu("segments", "export", "咖啡控", "--out", str(out), "--pii").exit_code == 0
     with out.open(encoding="utf-8-sig") as f:
         assert next(csv.DictReader(f))["phone"] == "+8613800000001"
+    engine, brand_id = open_brand(Settings(data_dir=data))
+    with engine.begin() as conn:  # every export is in the audit log, newest first (SPEC §12)
+        exports = [e for e in audit.recent(conn, brand_id=brand_id) if e["action"] == "export"]
+    engine.dispose()
+    assert [(e["target"], e["detail"]["pii"], e["detail"]["customers"]) for e in exports] == [
+        ("segment:咖啡控", True, 2), ("segment:咖啡控", False, 2)]  # fmt: skip
+    assert all(str(e["actor"]).startswith("cli:") for e in exports)
 
     result = siyu("segments", "refresh", "--as-of", "2025-08-01")
     assert result.exit_code == 0, result.output
