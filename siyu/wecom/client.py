@@ -546,6 +546,7 @@ class WeComClient:
         chat_type: str = "single",
         sender: str | None = None,
         external_userid: list[str] | None = None,
+        chat_id_list: list[str] | None = None,
         text: dict[str, str] | None = None,
         attachments: list[dict[str, Any]] | None = None,
         allow_select: bool | None = None,
@@ -556,6 +557,7 @@ class WeComClient:
             {
                 "chat_type": chat_type,
                 "external_userid": external_userid,
+                "chat_id_list": chat_id_list,
                 "sender": sender,
                 "allow_select": allow_select,
                 "text": text,
@@ -672,6 +674,19 @@ class WeComClient:
                 "cursor": cursor,
             },
         )
+
+    def groupchat_transfer(
+        self, *, chat_id_list: list[str], new_owner: str, resigned: bool
+    ) -> list[dict[str, Any]]:
+        """POST groupchat/transfer (离职继承: a resigned owner's groups) or groupchat/onjob_transfer
+        (在职继承): at most 100 groups a call; the failures [{chat_id, errcode, errmsg}]."""
+        path = "groupchat/transfer" if resigned else "groupchat/onjob_transfer"
+        body = self._post(
+            f"/cgi-bin/externalcontact/{path}",
+            {"chat_id_list": chat_id_list, "new_owner": new_owner},
+            idempotent=False,
+        )
+        return list(body.get("failed_chat_list", []))
 
     def get_unassigned_list(self, *, cursor: str = "", page_size: int = 1000) -> dict[str, Any]:
         """POST get_unassigned_list: resigned staff's customers awaiting a takeover:

@@ -13,17 +13,23 @@ Events (WeCom 客户联系 回调):
   del_follow_user (the customer deleted the staff), transfer_fail.
 * change_external_chat: create, update (add_member / del_member / others), dismiss.
 * change_external_tag: create / update / delete / shuffle → corp tags re-pulled.
+* change_contact (the directory): create_user / update_user / delete_user (a member who left:
+  离职), create_party / update_party / delete_party.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, and_, or_, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from siyu.communities.models import ChatGroup
 from siyu.connections import service as connection_service
@@ -32,10 +38,12 @@ from siyu.events.models import Event as DomainEvent
 from siyu.identity import service as identity_service
 from siyu.identity.records import upsert_record
 from siyu.staff import service as staff_service
+from siyu.wecom import directory
 from siyu.wecom import service as wecom_service
 from siyu.wecom.client import NOT_EXTERNAL_CONTACT, WeComClient, WeComError, WeComUnavailable
 from siyu.wecom.inbox import parse_event
 from siyu.wecom.models import WeComCallbackEvent
+from siyu.wecom.transfer import transfer_failed
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +52,8 @@ FRIEND_ENDS = {"del_external_contact": "staff", "del_follow_user": "customer"}
 GONE_ERRCODES = (NOT_EXTERNAL_CONTACT, 40096)  # no such customer, or no relation any more
 CHAT_NOT_FOUND = 40050
 GENDERS = {"1": "男", "2": "女"}
+LEASE_SECONDS = 300.0  # a claim older than this belongs to a processor that died
+RESOLVE_LOCK = 0x5159_0000  # + brand id: the advisory lock of identity resolution
 
 
 @dataclass
@@ -65,6 +75,11 @@ class Ctx:
     fields: dict[str, str]
 
 
+def worker_id() -> str:
+    """Who claims events: host and process, so a claim names the process that holds it."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}"
+
+
 def process_pending(
     engine: Engine,
     *,
@@ -73,22 +88,45 @@ def process_pending(
     k_guard: int = 5,
     limit: int = 500,
     max_attempts: int = 5,
+    worker: str | None = None,
+    lease_seconds: float = LEASE_SECONDS,
+    retry_backoff: bool = False,
 ) -> ProcessResult:
-    """Handle up to `limit` stored events, oldest first; then resolve identities once."""
+    """Handle up to `limit` stored events, oldest first; then resolve identities once.
+
+    Each event is claimed first (pending/failed → processing, by this worker): of two
+    processors only one wins the claim, so no event is handled twice. A claim older than
+    `lease_seconds` belongs to a processor that died, and is taken over. With `retry_backoff`
+    (the continuous processor) a failed event waits 2^attempts seconds before its next try.
+    """
+    worker = worker or worker_id()
     e = WeComCallbackEvent
+    now = datetime.now(UTC)
+    stale = now - timedelta(seconds=lease_seconds)
     with engine.connect() as conn:
         todo = conn.execute(
-            select(e.id, e.event_key, e.create_time, e.xml, e.event, e.change_type)
-            .where(
-                e.brand_id == brand_id,
-                e.status.in_(("pending", "failed")),
-                e.attempts < max_attempts,
+            select(
+                e.id,
+                e.event_key,
+                e.create_time,
+                e.xml,
+                e.event,
+                e.change_type,
+                e.status,
+                e.attempts,
+                e.claimed_at,
             )
+            .where(e.brand_id == brand_id, _claimable(now, stale, max_attempts))
             .order_by(e.create_time, e.id)
             .limit(limit)
         ).all()
     result = ProcessResult()
     for row in todo:
+        if retry_backoff and row.status == "failed" and row.claimed_at is not None:
+            if now - row.claimed_at < timedelta(seconds=min(60, 2**row.attempts)):
+                continue
+        if not _claim(engine, row.id, worker, max_attempts, lease_seconds):
+            continue  # another processor has it
         ctx = Ctx(
             engine,
             client,
@@ -103,7 +141,7 @@ def process_pending(
             if handler is None:
                 status = "ignored"
             else:
-                handler(ctx)
+                _handle(handler, ctx)
                 status = "processed"
         except Exception as exc:  # noqa: BLE001 - any failure leaves the event to retry
             log.warning(
@@ -119,9 +157,72 @@ def process_pending(
         else:
             result.ignored += 1
     if result.processed:
+        _resolve_serialised(engine, brand_id=brand_id, k_guard=k_guard)
+    return result
+
+
+def _handle(handler: Callable[[Ctx], None], ctx: Ctx, tries: int = 3) -> None:
+    """Run a handler; a unique-key conflict means a concurrent processor just created the same
+    row (a new staff member, customer record, connection) — or PostgreSQL chose this
+    transaction as a deadlock victim: it rolled back whole, and running it again succeeds."""
+    for attempt in range(tries):
+        try:
+            handler(ctx)
+            return
+        except (IntegrityError, OperationalError) as e:
+            retryable = isinstance(e, IntegrityError) or getattr(e.orig, "sqlstate", "") in (
+                "40P01",  # deadlock detected
+                "40001",  # serialization failure
+            )
+            if not retryable or attempt == tries - 1:
+                raise
+            log.info("WeCom event %s met a concurrent insert; handling it again", ctx.event_id)
+
+
+def _claimable(now: datetime, stale: datetime, max_attempts: int) -> Any:
+    e = WeComCallbackEvent
+    return or_(
+        and_(e.status.in_(("pending", "failed")), e.attempts < max_attempts),
+        and_(e.status == "processing", e.claimed_at < stale),
+    )
+
+
+def _claim(engine: Engine, event_id: int, worker: str, max_attempts: int, lease: float) -> bool:
+    """pending/failed (or a stale claim) → processing by `worker`; False if another won it.
+
+    One UPDATE with the condition in its WHERE: PostgreSQL re-checks the condition after a
+    concurrent update commits, SQLite serialises writers, so exactly one claimer matches.
+    """
+    e = WeComCallbackEvent
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        claimed = conn.execute(
+            update(e)
+            .where(e.id == event_id, _claimable(now, now - timedelta(seconds=lease), max_attempts))
+            .values(status="processing", claimed_by=worker, claimed_at=now)
+        ).rowcount
+    return claimed == 1
+
+
+def _resolve_serialised(engine: Engine, *, brand_id: int, k_guard: int) -> None:
+    """Identity resolution and the customers' WeCom tags, one processor at a time.
+
+    On PostgreSQL a session advisory lock keeps two processors from resolving at once (each
+    would see the other's half-written links); SQLite already serialises the writers.
+    """
+    if engine.dialect.name != "postgresql":
         identity_service.resolve(engine, brand_id=brand_id, k_guard=k_guard)
         wecom_service.refresh_customer_tags(engine, brand_id=brand_id)
-    return result
+        return
+    with engine.connect() as lock_conn:
+        lock_conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": RESOLVE_LOCK + brand_id})
+        lock_conn.commit()
+        try:
+            identity_service.resolve(engine, brand_id=brand_id, k_guard=k_guard)
+            wecom_service.refresh_customer_tags(engine, brand_id=brand_id)
+        finally:
+            lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RESOLVE_LOCK + brand_id})
+            lock_conn.commit()
 
 
 def process_until_idle(
@@ -138,6 +239,43 @@ def process_until_idle(
         if r.processed + r.ignored + r.failed == 0:
             break
     return total
+
+
+def follow(
+    engine: Engine,
+    *,
+    brand_id: int,
+    client: WeComClient,
+    k_guard: int = 5,
+    poll_seconds: float = 0.5,
+    stop: threading.Event | None = None,
+    on_batch: Callable[[ProcessResult], None] | None = None,
+) -> None:
+    """Process continuously until `stop` is set: a new event is handled within `poll_seconds`
+    of being stored (WeCom accepts a welcome message only within 20 s of the add event).
+    Safe to run in several processes at once: events are claimed."""
+    stop = stop or threading.Event()
+    worker = worker_id()
+    while not stop.is_set():
+        try:
+            r = process_pending(
+                engine,
+                brand_id=brand_id,
+                client=client,
+                k_guard=k_guard,
+                limit=100,
+                worker=worker,
+                retry_backoff=True,
+            )
+        except OperationalError as e:  # e.g. SQLite busy past its timeout: try again shortly
+            log.warning("wecom follow: the store is busy (%s); retrying", str(e).splitlines()[0])
+            stop.wait(poll_seconds)
+            continue
+        if r.processed + r.ignored + r.failed:
+            if on_batch is not None:
+                on_batch(r)
+        else:
+            stop.wait(poll_seconds)
 
 
 def _mark(engine: Engine, event_id: int, status: str, *, error: str | None = None) -> None:
@@ -247,6 +385,7 @@ def reconcile_friendship(
             orphan_ends.append(r)
     if open_start is not None:
         intervals.append((open_start, None))
+    starts = {r.create_time for r in timeline if r.change_type in FRIEND_STARTS}
     for start, end in intervals:
         state = parse_event(start.xml).fields.get("State") or None
         way = (
@@ -254,6 +393,12 @@ def reconcile_friendship(
             if state
             else None
         )
+        twin = _same_friendship(
+            conn, brand_id, staff_id, external_userid, start.create_time, starts
+        )
+        if twin is not None:
+            _adopt_friendship(conn, twin, way.channel_id if way else None, state, end)
+            continue
         connection_service.upsert(
             conn,
             brand_id=brand_id,
@@ -286,6 +431,52 @@ def reconcile_friendship(
             connection_service.end(
                 conn, connection_id=open_row.id, ended_at=end.create_time, ended_by=_ended_by(end)
             )
+
+
+ADOPT_WINDOW = timedelta(minutes=10)
+
+
+def _same_friendship(
+    conn: Connection,
+    brand_id: int,
+    staff_id: int,
+    external_userid: str,
+    start: datetime,
+    event_starts: set[datetime],
+) -> Any | None:
+    """The connection a sync or a transfer already wrote for the friendship this add event
+    starts: same pair, created within ADOPT_WINDOW of it (WeCom's follow createtime and
+    takeover_time need not equal the event's CreateTime), and not itself some event's start."""
+    c = ConnectionRow
+    rows = conn.execute(
+        select(c.id, c.created_at, c.ended_at, c.channel_id, c.state).where(
+            c.brand_id == brand_id,
+            c.kind == "wecom_friend",
+            c.staff_id == staff_id,
+            c.id_type == "external_userid",
+            c.id_value == external_userid,
+            c.created_at >= start - ADOPT_WINDOW,
+            c.created_at <= start + ADOPT_WINDOW,
+        )
+    ).all()
+    if any(r.created_at == start for r in rows):
+        return None  # the event's own connection exists: the plain upsert updates it
+    rows = [r for r in rows if r.created_at not in event_starts]
+    return min(rows, key=lambda r: abs(r.created_at - start), default=None)
+
+
+def _adopt_friendship(
+    conn: Connection, twin: Any, channel_id: int | None, state: str | None, end: Any | None
+) -> None:
+    values: dict[str, Any] = {}
+    if twin.channel_id is None and channel_id is not None:
+        values["channel_id"] = channel_id
+    if not twin.state and state:
+        values["state"] = state
+    if end is not None and twin.ended_at is None:
+        values.update(ended_at=end.create_time, ended_by=_ended_by(end))
+    if values:
+        conn.execute(update(ConnectionRow).where(ConnectionRow.id == twin.id).values(**values))
 
 
 def _ended_by(end: Any) -> str:
@@ -411,7 +602,15 @@ def _ended_by_fields(f: dict[str, str]) -> str:
 
 
 def on_transfer_failed(ctx: Ctx) -> None:
+    """The customer refused the takeover, or the takeover is full: the transfer is settled."""
     with ctx.engine.begin() as conn:
+        transfer_failed(
+            conn,
+            brand_id=ctx.brand_id,
+            takeover=ctx.fields.get("UserID", ""),
+            external_userid=ctx.fields.get("ExternalUserID", ""),
+            reason=ctx.fields.get("FailReason"),
+        )
         _emit(
             conn,
             ctx,
@@ -606,6 +805,51 @@ def on_tags_changed(ctx: Ctx) -> None:
     wecom_service.sync_corp_tags(ctx.engine, ctx.client, brand_id=ctx.brand_id)
 
 
+# ----- the directory (通讯录) ---------------------------------------------------------------
+
+
+def on_directory_changed(ctx: Ctx) -> None:
+    """change_contact: members and departments into the directory mirror and staff."""
+    f = ctx.fields
+    change = f.get("ChangeType", "")
+    if change in ("create_user", "update_user"):
+        old = f.get("UserID", "")
+        if not old:
+            raise ValueError("the event names no UserID")
+        userid = f.get("NewUserID") or old
+        try:
+            user: dict[str, Any] | None = ctx.client.user_get(userid=userid)
+        except WeComUnavailable:
+            raise
+        except WeComError:
+            user = None  # not visible to this app: what the event says is all there is
+        with ctx.engine.begin() as conn:
+            if userid != old:
+                directory.rename_member(conn, brand_id=ctx.brand_id, old=old, new=userid)
+            if user is None:
+                user = directory.member_from_event(conn, brand_id=ctx.brand_id, fields=f)
+            directory.upsert_member(conn, brand_id=ctx.brand_id, user=user, now=ctx.create_time)
+            _emit(conn, ctx, "wecom.staff_changed", {"userid": userid, "change": change})
+    elif change == "delete_user":
+        userid = f.get("UserID", "")
+        if not userid:
+            raise ValueError("the event names no UserID")
+        with ctx.engine.begin() as conn:
+            directory.member_left(conn, brand_id=ctx.brand_id, userid=userid, at=ctx.create_time)
+            _emit(conn, ctx, "wecom.staff_left", {"userid": userid})
+    elif change in ("create_party", "update_party"):
+        with ctx.engine.begin() as conn:
+            dept = directory.department_from_event(conn, brand_id=ctx.brand_id, fields=f)
+            directory.upsert_department(conn, brand_id=ctx.brand_id, dept=dept)
+    elif change == "delete_party":
+        with ctx.engine.begin() as conn:
+            directory.delete_department(
+                conn, brand_id=ctx.brand_id, department_id=int(f["Id"]), at=ctx.create_time
+            )
+    else:
+        log.info("change_contact %s: nothing in Siyu follows it", change)
+
+
 HANDLERS: dict[tuple[str, str | None], Callable[[Ctx], None]] = {
     ("change_external_contact", "add_external_contact"): on_contact_added,
     ("change_external_contact", "add_half_external_contact"): on_contact_added,
@@ -615,4 +859,5 @@ HANDLERS: dict[tuple[str, str | None], Callable[[Ctx], None]] = {
     ("change_external_contact", "transfer_fail"): on_transfer_failed,
     ("change_external_chat", None): on_chat_changed,
     ("change_external_tag", None): on_tags_changed,
+    ("change_contact", None): on_directory_changed,
 }

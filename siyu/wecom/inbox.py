@@ -7,11 +7,17 @@ query never makes WeCom time out and retry.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import logging
-from dataclasses import dataclass
+import queue
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Engine, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -80,11 +86,36 @@ def parse_event(xml: str) -> ParsedEvent:
 def _insert_ignore(conn: Connection, table, values: dict, returning):  # type: ignore[no-untyped-def]
     """INSERT … ON CONFLICT DO NOTHING RETURNING `returning`: the value, or None on conflict.
 
-    RETURNING rather than rowcount: psycopg reports no reliable rowcount for it.
+    RETURNING rather than rowcount: psycopg reports no reliable rowcount for it. The statement
+    is built once per (dialect, table) with the values as bound parameters, so SQLAlchemy
+    compiles it once; building `.values(**values)` per call cost more than the insert itself.
     """
-    stmt = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
-    stmt = stmt.values(**values).on_conflict_do_nothing().returning(returning)
-    return conn.execute(stmt).scalar_one_or_none()
+    key = (conn.dialect.name, table.name)
+    stmt = _INSERTS.get(key)
+    if stmt is None:
+        stmt = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+        stmt = _INSERTS[key] = stmt.on_conflict_do_nothing().returning(returning)
+    return conn.execute(stmt, values).scalar_one_or_none()
+
+
+_INSERTS: dict[tuple[str, str], Any] = {}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A verified, decrypted delivery: the rows to store and what to answer once stored."""
+
+    nonce_row: dict[str, Any]
+    event_row: dict[str, Any]
+    timestamp: str
+    nonce: str
+    max_skew_seconds: int
+
+    def accepted(self, replayed: bool, event_id: int | None) -> Accepted:
+        if replayed:
+            raise _rejected("replayed (timestamp, nonce)", self.timestamp, self.nonce)
+        r = self.event_row
+        return Accepted(event_id, r["event_key"], r["event"], r["change_type"])
 
 
 def accept_callback(
@@ -98,8 +129,43 @@ def accept_callback(
     body: bytes | str,
     max_skew_seconds: int,
     now: datetime | None = None,
+    writer: CallbackWriter | None = None,
 ) -> Accepted:
     """Verify and store one delivery, or raise CallbackRejected (with a log line)."""
+    p = prepare_callback(
+        brand_id=brand_id,
+        cipher=cipher,
+        msg_signature=msg_signature,
+        timestamp=timestamp,
+        nonce=nonce,
+        body=body,
+        max_skew_seconds=max_skew_seconds,
+        now=now,
+    )
+    if writer is not None:
+        return p.accepted(*writer.write(p.nonce_row, p.event_row))
+    with engine.begin() as conn:
+        replayed, event_id = _store(conn, p.nonce_row, p.event_row)
+        if next(_accepted) % PRUNE_EVERY == 0:
+            prune_nonces(
+                conn,
+                older_than=p.nonce_row["received_at"] - timedelta(seconds=2 * max_skew_seconds),
+            )
+    return p.accepted(replayed, event_id)
+
+
+def prepare_callback(
+    *,
+    brand_id: int,
+    cipher: CallbackCipher,
+    msg_signature: str,
+    timestamp: str,
+    nonce: str,
+    body: bytes | str,
+    max_skew_seconds: int,
+    now: datetime | None = None,
+) -> Prepared:
+    """Verify, decrypt and parse one delivery (CPU only, no I/O), or raise CallbackRejected."""
     now = now or datetime.now(UTC)
     try:
         plaintext = cipher.decrypt_message(
@@ -128,40 +194,207 @@ def accept_callback(
         raise _rejected(e.reason, timestamp, nonce, e.status) from None
     f = parsed.fields
     event = f.get("Event") or f.get("InfoType") or f.get("MsgType") or "unknown"
-    with engine.begin() as conn:
-        if (
-            _insert_ignore(
-                conn,
-                WeComCallbackNonce.__table__,
-                {"timestamp": timestamp, "nonce": nonce, "received_at": now},
-                WeComCallbackNonce.nonce,
-            )
-            is None
+    nonce_row = {"timestamp": timestamp, "nonce": nonce, "received_at": now}
+    event_row = {
+        "brand_id": brand_id,
+        "event_key": parsed.key,
+        "corp_id": cipher.receive_id,
+        "event": event[:64],
+        "change_type": (f.get("ChangeType") or None),
+        "user_id": (f.get("UserID") or None),
+        "external_userid": (f.get("ExternalUserID") or None),
+        "chat_id": (f.get("ChatId") or None),
+        "create_time": parsed.create_time,
+        "xml": plaintext,
+        "received_at": now,
+        "status": "pending",
+        "attempts": 0,
+    }
+    return Prepared(nonce_row, event_row, timestamp, nonce, max_skew_seconds)
+
+
+def _store(
+    conn: Connection, nonce_row: dict[str, Any], event_row: dict[str, Any]
+) -> tuple[bool, int | None]:
+    """(replayed, event id or None for a duplicate event): the nonce, then the event."""
+    if (
+        _insert_ignore(conn, WeComCallbackNonce.__table__, nonce_row, WeComCallbackNonce.nonce)
+        is None
+    ):
+        return True, None
+    return False, _insert_ignore(
+        conn, WeComCallbackEvent.__table__, event_row, WeComCallbackEvent.id
+    )
+
+
+_MANY: dict[tuple[str, str], Any] = {}
+
+
+def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]], *keys: Any) -> set[Any]:
+    """INSERT … ON CONFLICT DO NOTHING of many rows as multi-row statements (SQLAlchemy's
+    insertmanyvalues); returns the `keys` of the rows actually inserted."""
+    cache_key = (conn.dialect.name, table.name)
+    stmt = _MANY.get(cache_key)
+    if stmt is None:
+        stmt = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+        stmt = _MANY[cache_key] = stmt.on_conflict_do_nothing().returning(*keys)
+    return {tuple(r) for r in conn.execute(stmt, rows)}
+
+
+def _store_many(conn: Connection, batch: list[_Write]) -> list[tuple[bool, int | None]]:
+    """`_store` for a batch in two statements: every nonce, then the events of fresh nonces."""
+    if len(batch) == 1:
+        return [_store(conn, batch[0].nonce_row, batch[0].event_row)]
+    n, e = WeComCallbackNonce, WeComCallbackEvent
+    fresh = _insert_many(conn, n.__table__, [w.nonce_row for w in batch], n.timestamp, n.nonce)
+    results: list[tuple[bool, int | None]] = []
+    todo: list[_Write] = []
+    for w in batch:
+        key = (w.nonce_row["timestamp"], w.nonce_row["nonce"])
+        if key in fresh:
+            fresh.discard(key)  # the same (timestamp, nonce) twice in a batch: a replay too
+            todo.append(w)
+    ids: dict[tuple[int, str], int] = {}
+    if todo:
+        for brand, key, event_id in _insert_many(
+            conn, e.__table__, [w.event_row for w in todo], e.brand_id, e.event_key, e.id
         ):
-            raise _rejected("replayed (timestamp, nonce)", timestamp, nonce)
-        event_id = _insert_ignore(
-            conn,
-            WeComCallbackEvent.__table__,
-            {
-                "brand_id": brand_id,
-                "event_key": parsed.key,
-                "corp_id": cipher.receive_id,
-                "event": event[:64],
-                "change_type": (f.get("ChangeType") or None),
-                "user_id": (f.get("UserID") or None),
-                "external_userid": (f.get("ExternalUserID") or None),
-                "chat_id": (f.get("ChatId") or None),
-                "create_time": parsed.create_time,
-                "xml": plaintext,
-                "received_at": now,
-                "status": "pending",
-                "attempts": 0,
-            },
-            WeComCallbackEvent.id,
-        )
-        if next(_accepted) % PRUNE_EVERY == 0:
-            prune_nonces(conn, older_than=now - timedelta(seconds=2 * max_skew_seconds))
-    return Accepted(event_id, parsed.key, event, f.get("ChangeType") or None)
+            ids[(brand, key)] = event_id
+    accepted = {id(w) for w in todo}
+    for w in batch:
+        if id(w) not in accepted:
+            results.append((True, None))
+            continue
+        # A duplicate event (same content) gets no id: only its first delivery was inserted.
+        results.append((False, ids.pop((w.event_row["brand_id"], w.event_row["event_key"]), None)))
+    return results
+
+
+@dataclass
+class _Write:
+    nonce_row: dict[str, Any]
+    event_row: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: tuple[bool, int | None] | None = None
+    error: BaseException | None = None
+    notify: Callable[[_Write], None] | None = None
+
+    def finish(self) -> None:
+        self.done.set()
+        if self.notify is not None:
+            self.notify(self)
+
+
+class CallbackWriter:
+    """Group commit for the callback endpoint: one thread writes every delivery waiting at that
+    moment in one transaction, and each request is answered once *its* transaction committed.
+
+    A delivery is still acknowledged only when stored, but a burst costs one commit per batch
+    instead of one per callback (and SQLite's single writer is never contended). If a batch
+    fails, its deliveries are written one by one, so one bad row fails alone.
+    """
+
+    def __init__(self, engine: Engine, *, max_skew_seconds: int, max_batch: int = 500) -> None:
+        self.engine = engine
+        self.max_skew_seconds = max_skew_seconds
+        self.max_batch = max_batch
+        self.batches = 0  # for the benchmark and the tests: how many commits were made
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def write(
+        self, nonce_row: dict[str, Any], event_row: dict[str, Any], timeout: float = 30.0
+    ) -> tuple[bool, int | None]:
+        self._ensure_started()
+        item = _Write(nonce_row, event_row)
+        self._queue.put(item)
+        if not item.done.wait(timeout):
+            raise TimeoutError("the callback store did not answer in time")
+        if item.error is not None:
+            raise item.error
+        assert item.result is not None
+        return item.result
+
+    async def write_async(
+        self, nonce_row: dict[str, Any], event_row: dict[str, Any]
+    ) -> tuple[bool, int | None]:
+        """As `write`, awaited on the event loop (no thread is held while the batch commits)."""
+        self._ensure_started()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bool, int | None]] = loop.create_future()
+
+        def notify(item: _Write) -> None:
+            def settle() -> None:
+                if future.done():
+                    return
+                if item.error is not None:
+                    future.set_exception(item.error)
+                else:
+                    assert item.result is not None
+                    future.set_result(item.result)
+
+            loop.call_soon_threadsafe(settle)
+
+        self._queue.put(_Write(nonce_row, event_row, notify=notify))
+        return await asyncio.wait_for(future, timeout=30.0)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                self._queue.put(None)
+                self._thread.join(timeout=10)
+                self._thread = None
+
+    def _ensure_started(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="wecom-callback-writer", daemon=True
+                    )
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # finish this batch, then stop
+                    break
+                batch.append(item)
+            self._write_batch(batch)
+
+    def _write_batch(self, batch: list[_Write]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                results = _store_many(conn, batch)
+                self.batches += 1
+                for _ in batch:
+                    if next(_accepted) % PRUNE_EVERY == 0:
+                        prune_nonces(
+                            conn,
+                            older_than=datetime.now(UTC)
+                            - timedelta(seconds=2 * self.max_skew_seconds),
+                        )
+        except Exception:  # noqa: BLE001 - retried one by one below
+            if len(batch) > 1:
+                for w in batch:
+                    self._write_batch([w])
+                return
+            batch[0].error = sys.exc_info()[1]
+            batch[0].finish()
+            return
+        for w, r in zip(batch, results, strict=True):
+            w.result = r
+            w.finish()
 
 
 def prune_nonces(conn: Connection, *, older_than: datetime) -> int:

@@ -35,7 +35,8 @@ class WeComCallbackEvent(Base):
 
     `event_key` is the SHA-256 of the event's content (not of the delivery): WeCom's retries and
     duplicate deliveries carry a new nonce and ciphertext but the same content, and collapse here.
-    status: pending → processed | failed (retried while attempts remain) | ignored (unknown type).
+    status: pending → processing (claimed) → processed | failed (retried while attempts remain) |
+    ignored (unknown type).
     """
 
     __tablename__ = "wecom_callback_event"
@@ -62,6 +63,10 @@ class WeComCallbackEvent(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A processor claims an event (status 'processing') before handling it, so two processors
+    # never handle one event; a claim older than the lease is taken to be a crashed one.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class WeComCallbackNonce(Base):
@@ -100,6 +105,9 @@ class WeComContactWay(Base):
     tag_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Load balancing over `user_ids`: a staff member who has added this many customers through
+    # the code today (brand-local day) is taken off it until tomorrow (`siyu wecom rotate`).
+    daily_cap: Mapped[int | None] = mapped_column(Integer)
 
 
 class WeComWelcome(Base):
@@ -139,3 +147,138 @@ class WeComContactTag(Base):
     external_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
     wecom_tag_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WeComDepartment(Base):
+    """WeCom's departments (通讯录部门) as the last sync or directory callback saw them."""
+
+    __tablename__ = "wecom_department"
+
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"), primary_key=True)
+    department_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(200))
+    parent_id: Mapped[int | None] = mapped_column(Integer)
+    order: Mapped[int | None] = mapped_column(Integer)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WeComMember(Base):
+    """A member of WeCom's directory (成员) and the Siyu staff row it is.
+
+    status is WeCom's: 1 active, 2 disabled, 4 not yet activated, 5 left the company (退出企业);
+    `left_at` is set when the member is deleted from the directory (离职), which is what makes
+    their customers eligible for a resigned transfer (离职继承).
+    """
+
+    __tablename__ = "wecom_member"
+
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"), primary_key=True)
+    userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    departments: Mapped[list[int]] = mapped_column(JSON, default=list)
+    main_department: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[int] = mapped_column(Integer, default=1)
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WeComExternalContact(Base):
+    """A customer's profile as WeCom last gave it: lets a re-sync skip unchanged customers."""
+
+    __tablename__ = "wecom_external_contact"
+
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"), primary_key=True)
+    external_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    unionid: Mapped[str | None] = mapped_column(String(64))
+    gender: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WeComSyncRun(Base):
+    """The brand's current or last `siyu wecom sync`: the phase it is in and that phase's cursor.
+
+    Each page of a phase is written in the same transaction as the cursor that follows it, so
+    an interrupted sync resumes at the page it had not finished. `counts` are the changes made.
+    """
+
+    __tablename__ = "wecom_sync_run"
+
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(Integer)
+    phase: Mapped[str] = mapped_column(String(16))
+    cursor: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class WeComSyncSeen(Base):
+    """What a sync run saw in WeCom: friendships, groups and group members. After the last page,
+    what Siyu holds open and the run did not see has ended in WeCom, and is ended here."""
+
+    __tablename__ = "wecom_sync_seen"
+
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # friend / group / member
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)  # userid / chat_id
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)  # external_userid / ''
+
+
+class WeComTransfer(Base):
+    """One customer (or group) handed from one staff member to another (在职继承 / 离职继承).
+
+    kind: in_service | resigned; subject: customer | group.
+    status: requesting (claimed, WeCom not yet answered) → waiting (WeCom accepted; it takes
+    over after 24 h unless the customer refuses) → succeeded | refused | takeover_full |
+    no_record; or failed (WeCom refused the request: `errcode` says why).
+    """
+
+    __tablename__ = "wecom_transfer"
+    __table_args__ = (
+        Index("ix_wecom_transfer_pair", "brand_id", "handover_userid", "takeover_userid"),
+        Index("ix_wecom_transfer_subject", "brand_id", "subject_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(8))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    handover_userid: Mapped[str] = mapped_column(String(64))
+    takeover_userid: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="requesting")
+    errcode: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(200))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    takeover_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WeComMassTask(Base):
+    """A mass-message task (企业群发, add_msg_template) for outbox rows, recorded as an intent
+    before WeCom is called — add_msg_template takes no idempotency key.
+
+    state: intent (the call may or may not have happened) → open (msgid known; results are
+    polled until every recipient has a final status) → done; or void (recovery found no task
+    in WeCom: the rows went back to the outbox). `targets` (external_userid or chat_id) and
+    `outbox_ids` are aligned lists; `content_hash` is the SHA-256 of the text and attachments,
+    which recovery matches against get_groupmsg_list_v2.
+    """
+
+    __tablename__ = "wecom_mass_task"
+    __table_args__ = (Index("ix_wecom_mass_task_state", "state", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    chat_type: Mapped[str] = mapped_column(String(8))  # single / group
+    sender: Mapped[str] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    targets: Mapped[list[str]] = mapped_column(JSON)
+    outbox_ids: Mapped[list[int]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    msgid: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(8), default="intent")
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Engine, delete, select, update
 
 from siyu.channels import service as channel_service
+from siyu.db import insert_ignore
 from siyu.orgs.models import Store
 from siyu.tags import service as tag_service
 from siyu.tags.models import Tag, TagGroup
@@ -34,14 +33,6 @@ class ContactWay:
     state: str
     qr_code: str | None
     channel_id: int
-
-
-def insert_ignore(conn: Connection, table: Any, values: dict[str, Any], returning: Any) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING: the value, or None when the row existed."""
-    stmt = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
-    return conn.execute(
-        stmt.values(**values).on_conflict_do_nothing().returning(returning)
-    ).scalar_one_or_none()
 
 
 # ----- corp tags ----------------------------------------------------------------------
@@ -206,7 +197,7 @@ def refresh_customer_tags(engine: Engine, *, brand_id: int) -> tuple[int, int]:
     A customer carries a WeCom tag when any of their external_userids carries it with any
     staff member; tags Siyu set itself (added_by other than 'wecom') are never touched.
     """
-    p = {"b": brand_id, "now": datetime.now(UTC)}
+    p = {"b": brand_id}
     backed = (
         "SELECT i.customer_id, t.id AS tag_id FROM wecom_contact_tag m "
         "JOIN identifier i ON i.brand_id = m.brand_id AND i.id_type = 'external_userid' "
@@ -216,24 +207,25 @@ def refresh_customer_tags(engine: Engine, *, brand_id: int) -> tuple[int, int]:
         "WHERE m.brand_id = :b AND i.customer_id IS NOT NULL"
     )
     with engine.begin() as conn:
-        added = conn.execute(
-            text(
-                "INSERT INTO customer_tag (customer_id, tag_id, added_at, added_by, changed_at) "
-                f"SELECT DISTINCT w.customer_id, w.tag_id, :now, 'wecom', :now FROM ({backed}) w "
-                "WHERE NOT EXISTS (SELECT 1 FROM customer_tag ct "
-                " WHERE ct.customer_id = w.customer_id AND ct.tag_id = w.tag_id)"
-            ),
+        # Through the tags service, so each change has history and a tag.added / tag.removed
+        # event (and the warehouse sees removals on its next incremental sync).
+        tag_service.fill_pairs(
+            conn, f"SELECT DISTINCT w.customer_id, w.tag_id FROM ({backed}) w", p
+        )
+        added = tag_service.apply_pairs(
+            conn, brand_id=brand_id, action="added", by="wecom", source="wecom"
+        )
+        tag_service.fill_pairs(
+            conn,
+            "SELECT ct.customer_id, ct.tag_id FROM customer_tag ct "
+            "JOIN customer c ON c.id = ct.customer_id AND c.brand_id = :b "
+            f"WHERE ct.added_by = 'wecom' AND NOT EXISTS (SELECT 1 FROM ({backed}) w "
+            " WHERE w.customer_id = ct.customer_id AND w.tag_id = ct.tag_id)",
             p,
-        ).rowcount
-        removed = conn.execute(
-            text(
-                "DELETE FROM customer_tag WHERE added_by = 'wecom' AND customer_id IN "
-                " (SELECT id FROM customer WHERE brand_id = :b) "
-                f"AND NOT EXISTS (SELECT 1 FROM ({backed}) w "
-                " WHERE w.customer_id = customer_tag.customer_id AND w.tag_id = customer_tag.tag_id)"
-            ),
-            p,
-        ).rowcount
+        )
+        removed = tag_service.apply_pairs(
+            conn, brand_id=brand_id, action="removed", by="wecom", source="wecom"
+        )
     return max(added, 0), max(removed, 0)
 
 
@@ -252,12 +244,16 @@ def create_contact_way(
     welcome: dict[str, Any] | None = None,
     tag_ids: list[int] | None = None,
     remark: str | None = None,
+    daily_cap: int | None = None,
 ) -> ContactWay:
     """A channel live code for channel × store, answered by `user_ids`.
 
     welcome: {"text": "…{name}…", "attachments": [...]} sent to each customer it adds;
-    tag_ids: Siyu tags applied to each of them (created in WeCom first when needed).
+    tag_ids: Siyu tags applied to each of them (created in WeCom first when needed);
+    daily_cap: adds per staff member a day before `siyu wecom rotate` takes them off the code.
     """
+    if daily_cap is not None and daily_cap < 1:
+        raise ValueError("daily_cap must be at least 1")
     if not user_ids:
         raise ValueError("a contact way needs at least one staff member (WeCom userid)")
     tag_ids = list(tag_ids or [])
@@ -299,6 +295,7 @@ def create_contact_way(
                 welcome=welcome,
                 tag_ids=tag_ids,
                 created_at=datetime.now(UTC),
+                daily_cap=daily_cap,
             )
             .returning(WeComContactWay.id)
         ).scalar_one()

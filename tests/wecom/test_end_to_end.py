@@ -163,6 +163,12 @@ def check_siyu_side(w: World) -> None:
         f"顾客{i}" for i in range(CUSTOMERS)
     )
     kinds = dict(w.rows("SELECT type, count(*) FROM event WHERE brand_id = :b GROUP BY type"))
+    # Every customer tag that came from WeCom arrived with a tag.added event (issue #5 tags).
+    tagged = w.rows(
+        "SELECT count(*) FROM customer_tag ct JOIN customer c ON c.id = ct.customer_id "
+        "WHERE c.brand_id = :b AND ct.source = 'wecom'"
+    )[0][0]
+    assert kinds.pop("tag.added", 0) - kinds.pop("tag.removed", 0) == tagged > 0
     assert kinds == {"wecom.friend_added": CUSTOMERS, "wecom.friend_deleted": 2}
 
 

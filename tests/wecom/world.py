@@ -38,6 +38,7 @@ class World:
     injector: FaultInjector
     sender: CallbackSender
     client: WeComClient
+    api_url: str = ""
 
     def rows(self, sql: str, **params: object) -> list[tuple]:
         with self.engine.connect() as conn:
@@ -75,8 +76,23 @@ def world(
                 timeout=client_timeout,
             )
             try:
-                yield World(settings, engine, brand_id, sim, injector, sender, client)
+                yield World(settings, engine, brand_id, sim, injector, sender, client, wecom.url)
             finally:
                 client.close()
                 sender.close()
     engine.dispose()
+
+
+def cli_env(w: World) -> dict[str, str]:
+    """Environment for `siyu wecom …` in a test: the world's database and simulated corp."""
+    env = {
+        "SIYU_WECOM_CORP_ID": CORP_ID,
+        "SIYU_WECOM_SECRET": SECRET,
+        "SIYU_WECOM_CALLBACK_TOKEN": TOKEN,
+        "SIYU_WECOM_ENCODING_AES_KEY": AES_KEY,
+        "SIYU_WECOM_API_BASE": w.api_url,
+        "SIYU_WECOM_REQUESTS_PER_SECOND": "1000",
+    }
+    if w.settings.database_url:
+        env["SIYU_DATABASE_URL"] = w.settings.database_url
+    return env

@@ -82,6 +82,11 @@ ROUTES: dict[str, tuple[str, Handler]] = {
     f"{_X}/resigned/transfer_customer": ("POST", lambda s, q, b: s.resigned_transfer_customer(**b)),
     f"{_X}/resigned/transfer_result": ("POST", lambda s, q, b: s.resigned_transfer_result(**b)),
     f"{_X}/get_unassigned_list": ("POST", lambda s, q, b: s.get_unassigned_list(**b)),
+    f"{_X}/groupchat/transfer": ("POST", lambda s, q, b: s.groupchat_transfer(**b, resigned=True)),
+    f"{_X}/groupchat/onjob_transfer": (
+        "POST",
+        lambda s, q, b: s.groupchat_transfer(**b, resigned=False),
+    ),
 }
 
 
@@ -93,6 +98,22 @@ class FaultInjector:
         self._burst_left = 0
         self._fresh_token = False  # a token just issued is not expired on its first use
         self._lock = threading.Lock()
+        self.paths: dict[str, int] = {}  # calls per API path, faulty or not
+        self._outage_in: int | None = None  # calls left before an outage (every call 5xx)
+
+    def start_outage(self, *, after_calls: int = 0) -> None:
+        """From the (after_calls+1)-th call on, every call answers HTTP 502 until end_outage():
+        WeCom unreachable for longer than any client retries (an interrupted sync)."""
+        with self._lock:
+            self._outage_in = after_calls
+
+    def end_outage(self) -> None:
+        with self._lock:
+            self._outage_in = None
+
+    def count(self, path: str) -> None:
+        with self._lock:
+            self.paths[path] = self.paths.get(path, 0) + 1
 
     def _hit(self, every: int) -> bool:
         return bool(every) and self.calls % every == 0
@@ -102,6 +123,10 @@ class FaultInjector:
         f = self.faults
         with self._lock:
             self.calls += 1
+            if self._outage_in is not None:
+                if self._outage_in <= 0:
+                    return self._note("outage", "http500")
+                self._outage_in -= 1
             if self._burst_left:
                 self._burst_left -= 1
                 return self._note("rate_limit", f"error:{E.FREQUENCY_LIMIT[0]}")
@@ -143,6 +168,7 @@ def create_app(sim: Simulator, injector: FaultInjector | None = None) -> FastAPI
         path = f"/cgi-bin/{rest}"
         query = dict(request.query_params)
         is_gettoken = path == "/cgi-bin/gettoken"
+        injector.count(path)
         action = injector.before(sim, is_gettoken=is_gettoken)
         if action == "http500":
             return PlainTextResponse("502 Bad Gateway", status_code=502)

@@ -65,6 +65,7 @@ class Simulator:
         token_ttl: int = 7200,
         welcome_ttl: int = 20,
         sender: CallbackSender | None = None,
+        auto_confirm_after: float | None = None,
     ) -> None:
         self.corp_id = corp_id
         self.secret = secret
@@ -91,6 +92,10 @@ class Simulator:
         self.welcomes_sent: list[dict[str, Any]] = []
         self.groups: dict[str, dict[str, Any]] = {}
         self.msg_templates: dict[str, dict[str, Any]] = {}
+        # Staff confirm each mass-message task this many seconds after it is created (None:
+        # only when a scenario calls staff_confirms).
+        self.auto_confirm_after = auto_confirm_after
+        self._unconfirmed: list[str] = []
         self.transfers: dict[tuple[str, str], Transfer] = {}
         self._round_robin: dict[str, int] = {}
 
@@ -164,7 +169,11 @@ class Simulator:
         if int(fetch_child):
             depts = {d["id"] for d in self.department_list(int(department_id))["department"]}
         with self.lock:
-            users = [dict(u) for u in self.users.values() if set(u["department"]) & depts]
+            users = [
+                dict(u)
+                for u in self.users.values()
+                if set(u["department"]) & depts and u["status"] != 5  # left: not in the directory
+            ]
         return {"userlist": users}
 
     def user_get(self, userid: str) -> dict[str, Any]:
@@ -552,9 +561,10 @@ class Simulator:
         with self.lock:
             if chat_type == "single":
                 for ext in body.get("external_userid") or []:
-                    owners = [
-                        u for (u, e) in self.follows if e == ext and (not sender or u == sender)
-                    ]
+                    if sender:
+                        owners = [sender] if (sender, ext) in self.follows else []
+                    else:
+                        owners = [u for (u, e) in self.follows if e == ext]
                     if not owners:
                         fail_list.append(ext)
                     for u in owners[:1]:
@@ -562,7 +572,15 @@ class Simulator:
             else:
                 if not sender:
                     raise fail(E.INVALID_PARAMETER, "sender is required for a group send")
-                targets[sender] = [c for c, g in self.groups.items() if g["owner"] == sender]
+                chosen = body.get("chat_id_list")
+                if chosen:  # WeCom: up to 2,000 groups named; the owner needs not choose
+                    if len(chosen) > 2000:
+                        raise fail(E.INVALID_PARAMETER, "chat_id_list holds more than 2000")
+                    mine = [c for c in chosen if self.groups.get(c, {}).get("owner") == sender]
+                    fail_list += [c for c in chosen if c not in mine]
+                    targets[sender] = mine
+                else:
+                    targets[sender] = [c for c, g in self.groups.items() if g["owner"] == sender]
             msgid = self._new_id("msg", 24)
             self.msg_templates[msgid] = {
                 "msgid": msgid,
@@ -576,12 +594,29 @@ class Simulator:
                     u: {"status": 0, "send_time": 0, "targets": t} for u, t in targets.items()
                 },
             }
+            self._unconfirmed.append(msgid)
         return {"fail_list": fail_list, "msgid": msgid}
+
+    def _auto_confirm(self) -> None:
+        """Staff confirm the tasks that are `auto_confirm_after` seconds old."""
+        if self.auto_confirm_after is None:
+            return
+        with self.lock:
+            due = self.clock.now() - self.auto_confirm_after
+            while self._unconfirmed:
+                m = self.msg_templates[self._unconfirmed[0]]
+                if m["create_time"] > due:
+                    break
+                self._unconfirmed.pop(0)
+                for userid, task in m["tasks"].items():
+                    if task["status"] == 0:
+                        self.staff_confirms(m["msgid"], userid)
 
     def get_groupmsg_list_v2(
         self, chat_type: str, start_time: int, end_time: int, **body: Any
     ) -> dict[str, Any]:
         creator = body.get("creator")
+        self._auto_confirm()
         with self.lock:
             items = [
                 {
@@ -609,6 +644,7 @@ class Simulator:
         return m
 
     def get_groupmsg_task(self, msgid: str, **_: Any) -> dict[str, Any]:
+        self._auto_confirm()
         with self.lock:
             m = self._template_or_raise(msgid)
             tasks = [
@@ -618,6 +654,7 @@ class Simulator:
         return {"task_list": tasks, "next_cursor": ""}
 
     def get_groupmsg_send_result(self, msgid: str, userid: str, **_: Any) -> dict[str, Any]:
+        self._auto_confirm()
         with self.lock:
             m = self._template_or_raise(msgid)
             task = m["tasks"].get(userid)
@@ -706,6 +743,52 @@ class Simulator:
         self, handover_userid: str, takeover_userid: str, **_: Any
     ) -> dict[str, Any]:
         return self._transfer_result("resigned", handover_userid, takeover_userid)
+
+    def groupchat_transfer(
+        self, chat_id_list: list[str], new_owner: str, *, resigned: bool
+    ) -> dict[str, Any]:
+        """groupchat/transfer (a resigned owner's groups) and groupchat/onjob_transfer: the new
+        owner takes each group at once; WeCom tells the members (change_owner)."""
+        if not chat_id_list or len(chat_id_list) > 100:
+            raise fail(E.INVALID_PARAMETER, "chat_id_list holds 1 to 100 groups")
+        failed: list[dict[str, Any]] = []
+        events: list[Event] = []
+        with self.lock:
+            self._user_or_raise(new_owner)
+            for chat_id in chat_id_list:
+                g = self.groups.get(chat_id)
+                if g is None:
+                    code = E.CHAT_NOT_FOUND
+                elif (g["owner"] in self.resigned) != resigned:
+                    code = E.INVALID_PARAMETER  # resigned owners' groups go the other way
+                else:
+                    code = None
+                if code is not None:
+                    failed.append({"chat_id": chat_id, "errcode": code[0], "errmsg": code[1]})
+                    continue
+                assert g is not None
+                g["owner"] = new_owner
+                if not any(m["userid"] == new_owner for m in g["member_list"]):
+                    g["member_list"].append(
+                        {
+                            "userid": new_owner,
+                            "type": 1,
+                            "join_time": self.clock.now(),
+                            "join_scene": 1,
+                            "invitor": {"userid": new_owner},
+                            "name": self.users[new_owner]["name"],
+                        }
+                    )
+                events.append(
+                    self._event(
+                        "change_external_chat",
+                        "update",
+                        ChatId=chat_id,
+                        UpdateDetail="change_owner",
+                    )
+                )
+        self._emit(events)
+        return {"failed_chat_list": failed}
 
     def get_unassigned_list(
         self, cursor: str = "", page_size: int = 1000, **_: Any
@@ -914,11 +997,46 @@ class Simulator:
         self._emit([event])
 
     def resign(self, userid: str) -> None:
-        """A staff member leaves the company: their customers become unassigned (待分配)."""
+        """A staff member leaves the company: deleted from the directory (change_contact
+        delete_user); their customers become unassigned (待分配) until a resigned transfer."""
         with self.lock:
             self._user_or_raise(userid)
             self.resigned[userid] = self.clock.now()
             self.users[userid]["status"] = 5  # 退出企业
+            event = self._directory_event("delete_user", UserID=userid)
+        self._emit([event])
+
+    def _directory_event(self, change_type: str, **fields: Any) -> Event:
+        return Event(
+            corp_id=self.corp_id,
+            create_time=self.clock.now(),
+            event="change_contact",
+            change_type=change_type,
+            fields=fields,
+        )
+
+    def staff_joins(self, *, userid: str, name: str, department: list[int] | None = None) -> None:
+        """An admin adds a member to the directory: change_contact create_user."""
+        self.add_user(userid=userid, name=name, department=department)
+        with self.lock:
+            u = self.users[userid]
+            event = self._directory_event(
+                "create_user",
+                UserID=userid,
+                Name=name,
+                Department=",".join(str(d) for d in u["department"]),
+                MainDepartment=u["department"][0],
+                Status=1,
+            )
+        self._emit([event])
+
+    def staff_renamed(self, userid: str, *, name: str) -> None:
+        """An admin edits a member's name: change_contact update_user."""
+        with self.lock:
+            self._user_or_raise(userid)
+            self.users[userid]["name"] = name
+            event = self._directory_event("update_user", UserID=userid, Name=name)
+        self._emit([event])
 
     def complete_transfers(self, *, refuse: set[str] | None = None) -> None:
         """WeCom finishes the waiting transfers (after 24 h in reality). A customer in `refuse`
@@ -968,6 +1086,31 @@ class Simulator:
         self._emit(events)
 
     # ----- inspection ------------------------------------------------------------------
+
+    def add_friends(self, userid: str, external_userids: list[str]) -> None:
+        """Seed: these customers are already friends of `userid` (no callbacks)."""
+        with self.lock:
+            self._user_or_raise(userid)
+            now = self.clock.now()
+            for ext in external_userids:
+                self.customers.setdefault(
+                    ext, {"external_userid": ext, "name": f"顾客{len(self.customers) + 1}",
+                          "type": 1, "gender": 0}
+                )  # fmt: skip
+                self.follows[(userid, ext)] = Follow(userid, ext, now)
+
+    def messages_received(self) -> dict[str, int]:
+        """How many mass messages each customer (or group) has received: tasks confirmed by
+        staff with status 1 (sent) for that target."""
+        self._auto_confirm()
+        counts: dict[str, int] = {}
+        with self.lock:
+            for m in self.msg_templates.values():
+                for task in m["tasks"].values():
+                    for target, r in task.get("results", {}).items():
+                        if r["status"] == 1:
+                            counts[target] = counts.get(target, 0) + 1
+        return counts
 
     def friends(self) -> set[tuple[str, str]]:
         with self.lock:

@@ -1,0 +1,159 @@
+"""Benchmark: WeCom callbacks accepted per second (issue #8: ≥ 1,000/s in one process).
+
+    .venv/bin/python bench/wecom_callbacks.py --events 20000             # PostgreSQL
+    .venv/bin/python bench/wecom_callbacks.py --events 20000 --sqlite
+
+The server is Siyu's real callback endpoint (FastAPI, POST /wecom/callback) under uvicorn in
+this one process: each delivery is signature-checked, decrypted (AES-256-CBC), checked for
+staleness and replay, and stored (wecom_callback_event + its nonce) before the 200 answer.
+WeCom's side runs in `--clients` other processes, each POSTing its share of distinct
+add_external_contact events, encrypted and signed beforehand, over `--connections` concurrent
+keep-alive connections (WeCom delivers callbacks concurrently).
+PostgreSQL runs in a database of its own (bench_wecom, recreated each run).
+Prints accepted/s (events stored ÷ wall time from the first request to the last answer), and
+the CPU time the server process spent per callback — the figure that does not depend on what
+else the machine is running (the senders share its cores; PostgreSQL's own backend is apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing as mp
+import secrets
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+from sqlalchemy import create_engine, text
+
+from siyu.config import Settings
+from siyu.runtime import open_brand
+from siyu.serverthread import ServerThread
+from siyu.wecom.callback import CALLBACK_PATH, create_callback_app
+from siyu.wecom.crypto import CallbackCipher
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PG_BENCH = "postgresql+psycopg://postgres@127.0.0.1:5432/bench_wecom"
+CORP_ID = "wwbenchcorp00000001"
+TOKEN = "benchToken"
+AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+
+
+def _event(i: int, now: int) -> str:
+    return (
+        f"<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName>"
+        "<FromUserName><![CDATA[sys]]></FromUserName>"
+        f"<CreateTime>{now}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[change_external_contact]]></Event>"
+        "<ChangeType><![CDATA[add_external_contact]]></ChangeType>"
+        f"<UserID><![CDATA[guide{i % 50:02d}]]></UserID>"
+        f"<ExternalUserID><![CDATA[wmBench{i:026d}]]></ExternalUserID>"
+        "<State><![CDATA[S001-store_qr-abc123]]></State>"
+        f"<WelcomeCode><![CDATA[{secrets.token_urlsafe(24)}]]></WelcomeCode></xml>"
+    )
+
+
+def _client(port: int, ids: list[int], connections: int, ready: mp.Barrier, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    """One sender process: `connections` keep-alive connections, each sending in turn."""
+    cipher = CallbackCipher(token=TOKEN, encoding_aes_key=AES_KEY, receive_id=CORP_ID)
+    now = int(time.time())
+    requests = []
+    for i in ids:
+        msg = cipher.encrypt(_event(i, now), nonce=secrets.token_hex(8), timestamp=str(now))
+        path = f"{CALLBACK_PATH}?{urlencode(msg.query_params())}"
+        requests.append((path, msg.to_callback_xml(to_user_name=CORP_ID).encode()))
+    latencies: list[float] = []
+    failed = [0]
+
+    def send(share: list[tuple[str, bytes]]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        for path, body in share:
+            t = time.perf_counter()
+            conn.request("POST", path, body=body, headers={"Content-Type": "text/xml"})
+            response = conn.getresponse()
+            response.read()
+            latencies.append(time.perf_counter() - t)
+            failed[0] += response.status != 200
+        conn.close()
+
+    threads = [
+        threading.Thread(target=send, args=(requests[k::connections],)) for k in range(connections)
+    ]
+    ready.wait()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put((latencies, failed[0], time.perf_counter()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--events", type=int, default=20_000)
+    ap.add_argument("--clients", type=int, default=2, help="sender processes (WeCom's side)")
+    ap.add_argument("--connections", type=int, default=16, help="concurrent connections each")
+    ap.add_argument("--sqlite", action="store_true")
+    args = ap.parse_args()
+    tmp = tempfile.TemporaryDirectory()
+    if args.sqlite:
+        settings = Settings(data_dir=Path(tmp.name))
+    else:
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("DROP DATABASE IF EXISTS bench_wecom"))
+            conn.execute(text("CREATE DATABASE bench_wecom"))
+        admin.dispose()
+        settings = Settings(data_dir=Path(tmp.name), database_url=PG_BENCH)
+    settings = settings.model_copy(
+        update={
+            "wecom_corp_id": CORP_ID,
+            "wecom_callback_token": TOKEN,
+            "wecom_encoding_aes_key": AES_KEY,
+        }
+    )
+    engine, brand_id = open_brand(settings)
+    app = create_callback_app(settings, engine=engine, brand_id=brand_id)
+    ctx = mp.get_context("spawn")
+    with ServerThread(app) as server:
+        ready = ctx.Barrier(args.clients + 1)
+        out = ctx.Queue()
+        shares = [list(range(k, args.events, args.clients)) for k in range(args.clients)]
+        procs = [
+            ctx.Process(target=_client, args=(server.port, share, args.connections, ready, out))
+            for share in shares
+        ]
+        for p in procs:
+            p.start()
+        ready.wait()  # every sender has its requests encrypted and its connection open
+        start, cpu_start = time.perf_counter(), time.process_time()
+        results = [out.get() for _ in procs]
+        elapsed = max(r[2] for r in results) - start
+        cpu = time.process_time() - cpu_start  # this process: every server thread
+        for p in procs:
+            p.join()
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT count(*) FROM wecom_callback_event WHERE brand_id = :b"), {"b": brand_id}
+        ).scalar_one()
+    batches = app.state.wecom_callback.writer.batches
+    engine.dispose()
+    latencies = sorted(x for r in results for x in r[0])
+    failed = sum(r[1] for r in results)
+    engine_name = "SQLite" if args.sqlite else "PostgreSQL"
+    print(
+        f"{engine_name}: {args.events} callbacks from {args.clients}×{args.connections} connections "
+        f"in {elapsed:.2f} s "
+        f"= {stored / elapsed:,.0f} accepted/s; stored {stored}, non-200 {failed}; latency "
+        f"p50 {statistics.median(latencies) * 1000:.1f} ms, "
+        f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.1f} ms; {batches} commits; "
+        f"server CPU {cpu / stored * 1000:.2f} ms per callback "
+        f"(= {stored / cpu:,.0f} callbacks per CPU-second)"
+    )
+
+
+if __name__ == "__main__":
+    main()
