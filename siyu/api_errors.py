@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -38,3 +41,38 @@ def install(app: FastAPI) -> None:
             e.status_code, "error"
         )
         return JSONResponse(_body(code, str(e.detail), None), status_code=e.status_code)
+
+
+def _nul_path(value: object, path: str) -> str | None:
+    """Where in a parsed JSON value a string holds a NUL character, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Iterable[tuple[object, object]] = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return f"{path}.{key!r}" if path else repr(key)
+        found = _nul_path(item, f"{path}[{key}]" if isinstance(key, int) else
+                          (f"{path}.{key}" if path else str(key)))  # fmt: skip
+        if found is not None:
+            return found
+    return None
+
+
+async def no_nul_characters(request: Request) -> None:
+    """Refuse NUL (U+0000) anywhere in the input: no customer datum holds one, and PostgreSQL's
+    text cannot store one (it would surface as a 500)."""
+    for name, value in [*request.query_params.multi_items(), *request.path_params.items()]:
+        if "\x00" in str(value):
+            raise ApiError(422, "invalid", "must not contain NUL (U+0000) characters", name)
+    body = await request.body()
+    if b"\x00" in body or b"\\u0000" in body.lower():
+        try:
+            where = _nul_path(json.loads(body), "")
+        except ValueError:
+            where = None
+        raise ApiError(422, "invalid", "must not contain NUL (U+0000) characters", where)

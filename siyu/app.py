@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from siyu import api_errors
 from siyu.api_errors import ApiError
 from siyu.auth import service as tokens
+from siyu.auth.principal import Principal
 from siyu.config import Settings
 from siyu.runtime import open_brand
 
@@ -22,6 +23,10 @@ bearer = HTTPBearer(auto_error=False)
 class Caller:
     brand_id: int
     integration: str
+
+    @property
+    def principal(self) -> Principal:
+        return Principal.integration(self.brand_id, self.integration)
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,14 @@ def caller(
 
 
 def create_app(settings: Settings) -> FastAPI:
+    from siyu.channels.api import router as channels_router
+    from siyu.customers.api import router as customers_router
+    from siyu.events.api import router as events_router
+    from siyu.imports.api import router as ingest_router
     from siyu.metrics.api import router as metrics_router
+    from siyu.orgs.api import router as stores_router
+    from siyu.staff.api import router as staff_router
+    from siyu.tags.api import router as tags_router
 
     engine, brand_id = open_brand(settings)
     app = FastAPI(
@@ -60,7 +72,13 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.siyu = AppContext(settings, engine, brand_id)
     api_errors.install(app)
-    app.include_router(metrics_router, prefix="/api/v1", dependencies=[Depends(caller)])
+    routers = (metrics_router, customers_router, tags_router, stores_router, staff_router,
+               channels_router, ingest_router, events_router)  # fmt: skip
+    for router in routers:
+        app.include_router(
+            router, prefix="/api/v1",
+            dependencies=[Depends(caller), Depends(api_errors.no_nul_characters)],
+        )  # fmt: skip
     from siyu.web import console
 
     console.install(app)

@@ -35,6 +35,13 @@ class Principal:
     org_unit: str  # the unit's name: "HQ", a region, a store code
     store_ids: tuple[int, ...] | None  # None: every store of the brand
     staff_id: int | None = None  # a guide's own staff record
+    kind: str = "user"  # or "token": an integration calling the API
+
+    @classmethod
+    def integration(cls, brand_id: int, name: str) -> Principal:
+        """An API token: brand-wide, with the HQ admin's read rights (a token is issued by the
+        brand's engineers for one integration; its reads of personal data are audited)."""
+        return cls(0, brand_id, name, name, "hq_admin", "HQ", None, kind="token")
 
     @property
     def whole_brand(self) -> bool:
@@ -46,7 +53,7 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        return f"user:{self.username}"
+        return f"{self.kind}:{self.username}"
 
 
 class OutOfScope(LookupError):

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from siyu.auth.principal import OutOfScope, Principal
+from siyu.bulk import temp_table
 from siyu.db import UTCDateTime
 from siyu.identity.normalize import InvalidIdentifier, normalize_phone, parse_key
 
@@ -61,6 +62,8 @@ class CustomerView:
 def resolve_key_or_raise(conn: Connection, *, brand_id: int, key: str) -> tuple[int, int | None]:
     """(live customer id, the merged-away id asked for or None) for an id or `type:value`."""
     if key.isdigit():
+        if len(key) > 18:  # beyond any BIGINT id
+            raise CustomerNotFound(f"no customer {key}")
         asked = int(key)
         row = conn.execute(
             text("SELECT id, merged_into_id FROM customer WHERE brand_id = :b AND id = :i"),
@@ -88,6 +91,58 @@ def resolve_key_or_raise(conn: Connection, *, brand_id: int, key: str) -> tuple[
             "see `siyu identity quarantined`"
         )
     return int(row[0]), None
+
+
+def resolve_keys(
+    conn: Connection, *, brand_id: int, keys: list[tuple[str, str]]
+) -> tuple[list[int], list[tuple[str, str, str]]]:
+    """Many keys (as `resolve_key_or_raise` takes them) at once, set-based.
+
+    keys: (where, key) — `where` says where the key came from (a file line, an argument).
+    Returns (live customer ids, in key order; [(where, key, why)] for keys naming no customer).
+    """
+    bad: list[tuple[str, str, str]] = []
+    rows: list[tuple[int, int | None, str | None, str | None]] = []
+    for n, (_where, key) in enumerate(keys):
+        key = key.strip()
+        if key.isdigit():
+            rows.append((n, int(key), None, None))
+            continue
+        try:
+            id_type, value = parse_key(key)
+        except InvalidIdentifier as e:
+            bad.append((_where, key, str(e)))
+            continue
+        rows.append((n, None, id_type, value))
+    temp_table(
+        conn,
+        "_customer_keys",
+        [("n", "BIGINT"), ("cid", "BIGINT"), ("id_type", "VARCHAR(32)"), ("value", "VARCHAR(255)")],
+        rows,
+    )
+    found = conn.execute(
+        text(
+            "SELECT k.n, coalesce(c.merged_into_id, c.id), i.id IS NOT NULL, i.customer_id "
+            "FROM _customer_keys k "
+            "LEFT JOIN customer c ON c.brand_id = :b AND c.id = k.cid "
+            "LEFT JOIN identifier i ON i.brand_id = :b AND i.id_type = k.id_type "
+            "AND i.value = k.value ORDER BY k.n"
+        ),
+        {"b": brand_id},
+    ).all()
+    conn.execute(text("DROP TABLE IF EXISTS _customer_keys"))
+    ids: list[int] = []
+    for n, by_id, known, by_identifier in found:
+        where, key = keys[n]
+        if by_id is not None or by_identifier is not None:
+            ids.append(int(by_id if by_id is not None else by_identifier))
+        elif known:
+            bad.append((where, key.strip(), "quarantined: names no customer"))
+        else:
+            bad.append((where, key.strip(), "no such customer"))
+    order = {w: i for i, (w, _) in enumerate(keys)}
+    bad.sort(key=lambda x: order[x[0]])
+    return ids, bad
 
 
 def get_view(

@@ -307,6 +307,15 @@ def apply_records(ctx: Context) -> Applied:
         ),
         b,
     )
+    # A record whose identifiers alone changed is changed too: the next identity pass starts
+    # from the records updated since the last one.
+    conn.execute(
+        text(
+            "UPDATE source_record SET updated_at = :now "
+            "WHERE id IN (SELECT record_id FROM changed_records)"
+        ),
+        {"now": ctx.now},
+    )
     return Applied(inserted, updated)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 from sqlalchemy import Engine
 
+from siyu.events import facts as fact_events
 from siyu.identity import service as identity_service
 from siyu.identity.normalize import DUCKDB_MACROS
 from siyu.imports import loaders
@@ -50,6 +51,7 @@ class FileResult:
 class ImportSummary:
     files: list[FileResult] = field(default_factory=list)
     identity: identity_service.ResolutionResult | None = None
+    events: dict[str, int] = field(default_factory=dict)  # domain events emitted, by type
     reject_report: Path | None = None
 
     @property
@@ -155,6 +157,8 @@ def import_directory(
     notify = progress or (lambda _f, _s: None)
     notify("identity", "resolving")
     summary.identity = identity_service.resolve(engine, brand_id=brand_id, k_guard=k_guard)
+    with engine.begin() as conn:  # order.paid, member.joined, referral.completed for SOPs
+        summary.events = fact_events.emit(conn, brand_id=brand_id, since=now, now=now)
     summary.reject_report = _write_rejects(duck, report_dir, now)
     return summary
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+FIRST_DAY = date(1970, 1, 1)  # earlier days only overflow date arithmetic (previous periods)
+
 
 class PeriodError(ValueError):
     """A period the report cannot be computed for; the message names the argument."""
@@ -35,6 +37,10 @@ class Period:
                 raise PeriodError(
                     f"{name}: {value!r} is not a date (YYYY-MM-DD)", name.lstrip("-")
                 ) from None
+        if days[0] < FIRST_DAY:
+            raise PeriodError(
+                f"--from {days[0]} is before {FIRST_DAY}: no data is that old", "from"
+            )
         if days[0] >= days[1]:
             raise PeriodError(
                 f"--from {days[0]} must be before --to {days[1]} (to is exclusive)", "to"

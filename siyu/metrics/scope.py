@@ -104,8 +104,11 @@ def install(con: duckdb.DuckDBPyConnection, scope: Scope) -> None:
         "min(created_at) AS first_at FROM v_connections WHERE customer_id IS NOT NULL "
         "GROUP BY customer_id"
     )
+    # The live customers in scope, with the profile fields segment rules test (so a rule needs
+    # no second pass over the customers table).
     live = (
-        f"SELECT id AS customer_id FROM customers WHERE brand_id = {b} AND merged_into_id IS NULL"
+        "SELECT id AS customer_id, city, gender, birthday FROM customers "
+        f"WHERE brand_id = {b} AND merged_into_id IS NULL"
     )
     if scope.filtered:
         live += (

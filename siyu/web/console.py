@@ -1,4 +1,5 @@
-"""Console pages: login, overview dashboard, customer search and 360, segment builder.
+"""Console pages: login, overview dashboard, cohorts, channels, customer search and 360,
+segment builder.
 
 Routes stay thin: each page asks the principal's readable scope of its domain
 (siyu.metrics.scope.readable, siyu.customers.service.readable_customer_ids) and renders what
@@ -9,6 +10,8 @@ data is audited too.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 from collections.abc import Iterator
@@ -16,7 +19,7 @@ from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -32,14 +35,17 @@ from siyu.auth import users
 from siyu.auth.principal import OutOfScope, Principal
 from siyu.customers import service as customers
 from siyu.lifecycle import service as lifecycle
+from siyu.metrics import cohorts as cohort_tables
 from siyu.metrics import compare as gmv_compare
-from siyu.metrics.cohorts import data_end
 from siyu.metrics.period import Period, PeriodError
-from siyu.metrics.report import LIFECYCLE_STAGES, build
+from siyu.metrics.report import LIFECYCLE_STAGES, Runner, build
 from siyu.metrics.scope import Scope, ScopeError, readable
 from siyu.orgs import service as orgs
 from siyu.segments import evaluate
 from siyu.segments.rules import FIELDS, RuleError, parse
+from siyu.sop import report as sop_report
+from siyu.sop import service as sop_service
+from siyu.tags import service as tags
 from siyu.warehouse import duck
 from siyu.warehouse.sync import sync
 from siyu.web.i18n import LANGS, translate
@@ -72,6 +78,35 @@ EXAMPLE_RULES = {
 
 class LoginRequired(Exception):
     pass
+
+
+class CsrfRejected(Exception):
+    pass
+
+
+def csrf_token(session: str) -> str:
+    """The token every state-changing request of a session must carry (form field `csrf` or
+    header X-CSRF-Token). It is derived from the session cookie, which is httponly: a page on
+    another site can neither read the cookie nor compute the token."""
+    return hashlib.sha256(b"siyu-csrf:" + session.encode()).hexdigest()[:40]
+
+
+async def csrf_checked(request: Request) -> None:
+    """Dependency of every POST made with a session (SameSite=Lax is the first line)."""
+    session = request.cookies.get(COOKIE)
+    if not session:
+        return  # `current` answers with the login page
+    sent = request.headers.get("X-CSRF-Token") or _form(await request.body()).get("csrf", "")
+    if not hmac.compare_digest(sent, csrf_token(session)):
+        raise CsrfRejected()
+
+
+def _same_origin(request: Request) -> bool:
+    """A login POST from another site (login CSRF) carries that site's Origin."""
+    origin = request.headers.get("Origin")
+    if not origin or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == request.headers.get("host", request.url.netloc)
 
 
 @contextmanager
@@ -111,12 +146,14 @@ def render(
     def t(key: str) -> str:
         return translate(lang, key)
 
+    session = request.cookies.get(COOKIE)
     return templates.TemplateResponse(
         request,
         template,
-        {"t": t, "lang": lang, "me": principal, "path": request.url.path, **values},
+        {"t": t, "lang": lang, "me": principal, "path": request.url.path,
+         "csrf": csrf_token(session) if session and principal else "", **values},
         status_code=status,
-    )
+    )  # fmt: skip
 
 
 def deny(request: Request, principal: Principal, target: str) -> HTMLResponse:
@@ -148,6 +185,8 @@ def login_page(request: Request, next: str | None = None) -> HTMLResponse:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
+    if not _same_origin(request):
+        raise CsrfRejected()
     form = _form(await request.body())
     ctx = context(request)
     target = _safe_next(form.get("next"))
@@ -175,7 +214,7 @@ async def login(request: Request) -> Response:
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", dependencies=[Depends(csrf_checked)])
 def logout(request: Request) -> Response:
     token = request.cookies.get(COOKIE)
     if token:
@@ -201,9 +240,48 @@ def _default_period(con: duckdb.DuckDBPyConnection, ctx: AppContext) -> tuple[da
     """The 30 days up to the end of the data (or today, whichever is earlier)."""
     tz = ZoneInfo(ctx.settings.timezone)
     today = datetime.now(tz).date()
-    last = data_end(con, ctx.brand_id).astimezone(tz).date()
+    last = cohort_tables.data_end(con, ctx.brand_id).astimezone(tz).date()
     end = min(today, last) + timedelta(days=1)
     return end - timedelta(days=30), end
+
+
+def _filter_values(ctx: AppContext, me: Principal, region: str | None,
+                   store: str | None) -> dict[str, Any]:  # fmt: skip
+    """What the period / region / store filter form (_filters.html) shows."""
+    with ctx.engine.begin() as conn:
+        stores = orgs.list_stores(conn, brand_id=ctx.brand_id, store_ids=me.store_ids)
+    regions = sorted({s["region"] for s in stores if s["region"]})
+    return {"stores": stores, "regions": regions, "region": region or None,
+            "store": store or None, "error": None}  # fmt: skip
+
+
+def _period_and_scope(
+    request: Request, me: Principal, con: duckdb.DuckDBPyConnection, page: str,
+    values: dict[str, Any], start: str | None, end: str | None,
+) -> tuple[Period, Scope] | HTMLResponse:  # fmt: skip
+    """The filters' period (default: the 30 days up to the end of the data) and the principal's
+    readable scope narrowed to the chosen region / store; or the page answering the bad input
+    (422 naming the field) or the out-of-scope choice (404, audited)."""
+    ctx = context(request)
+    tz = ctx.settings.timezone
+    default_start, default_end = _default_period(con, ctx)
+    try:
+        period = Period.parse(start or default_start.isoformat(),
+                              end or default_end.isoformat(), tz)  # fmt: skip
+        period.check_started(datetime.now(ZoneInfo(tz)).date())
+    except PeriodError as e:
+        values.update(error=str(e).replace("--", ""), start=start, end=end)
+        return render(request, page, me, status=422, **values)
+    store, region = values["store"], values["region"]
+    try:
+        scope = readable(con, me, tz, [store] if store else None, [region] if region else None)
+    except OutOfScope as e:
+        return deny(request, me, e.target)
+    except ScopeError as e:
+        values.update(error=str(e), start=period.start_day, end=period.end_day)
+        return render(request, page, me, status=422, **values)
+    values.update(start=period.start_day, end=period.end_day)
+    return period, scope
 
 
 @router.get("/")
@@ -216,39 +294,95 @@ def overview(
     me: Principal = Depends(current),
 ) -> HTMLResponse:
     ctx = context(request)
-    tz = ctx.settings.timezone
-    with ctx.engine.begin() as conn:
-        stores = orgs.list_stores(conn, brand_id=ctx.brand_id, store_ids=me.store_ids)
-    regions = sorted({s["region"] for s in stores if s["region"]})
-    region, store = region or None, store or None
-    values: dict[str, Any] = {"stores": stores, "regions": regions, "region": region,
-                              "store": store, "error": None}  # fmt: skip
+    values = _filter_values(ctx, me, region, store) | {"report": None}
     with warehouse(ctx) as con:
-        default_start, default_end = _default_period(con, ctx)
-        try:
-            period = Period.parse(start or default_start.isoformat(),
-                                  end or default_end.isoformat(), tz)  # fmt: skip
-            period.check_started(datetime.now(ZoneInfo(tz)).date())
-        except PeriodError as e:
-            values.update(error=str(e).replace("--", ""), start=start, end=end, report=None)
-            return render(request, "overview.html", me, status=422, **values)
-        try:
-            scope = readable(con, me, tz, [store] if store else None, [region] if region else None)
-        except OutOfScope as e:
-            return deny(request, me, e.target)
-        except ScopeError as e:
-            values.update(error=str(e), start=period.start_day, end=period.end_day, report=None)
-            return render(request, "overview.html", me, status=422, **values)
+        got = _period_and_scope(request, me, con, "overview.html", values, start, end)
+        if isinstance(got, Response):
+            return got
+        period, scope = got
         report = build(con, scope, period, ctx.settings.metric_constants)
         length = period.end_day - period.start_day
-        previous = Period(period.start_day - length, period.start_day, tz)
+        previous = Period(period.start_day - length, period.start_day, ctx.settings.timezone)
         comparison = _compare(con, scope, period, previous)
     values.update(
-        start=period.start_day, end=period.end_day, previous=previous, report=report,
-        comparison=comparison, stages=LIFECYCLE_STAGES,
+        previous=previous, report=report, comparison=comparison, stages=LIFECYCLE_STAGES,
         charts=json.dumps(_charts(report, comparison, lang_of(request)), ensure_ascii=False),
     )  # fmt: skip
     return render(request, "overview.html", me, **values)
+
+
+CHANNEL_COLUMNS = ("channel", "reach", "connections", "rate", "acquired", "cost", "revenue",
+                   "cac", "roi")  # fmt: skip
+
+
+@router.get("/channels")
+def channels(
+    request: Request,
+    start: str | None = Query(None, alias="from"),
+    end: str | None = Query(None, alias="to"),
+    region: str | None = None,
+    store: str | None = None,
+    me: Principal = Depends(current),
+) -> HTMLResponse:
+    """Acquisition channels: reach and pass rate (SPEC §5.2), acquired, cost, attributed
+    revenue, CAC and ROI (§5.7), from the same SQL files as the report."""
+    ctx = context(request)
+    values = _filter_values(ctx, me, region, store) | {"rows": None}
+    with warehouse(ctx) as con:
+        got = _period_and_scope(request, me, con, "channels.html", values, start, end)
+        if isinstance(got, Response):
+            return got
+        runner = Runner(con, got[1], got[0], ctx.settings.metric_constants)
+        names = dict(con.execute("SELECT code, name FROM v_channels").fetchall())
+        by_code: dict[str, dict[str, Any]] = {}
+        for row in runner.rows("pass_rate") + runner.rows("roi"):
+            by_code.setdefault(row["channel"], dict.fromkeys(CHANNEL_COLUMNS)).update(row)
+    values["rows"] = [{"name": names.get(code, code), **by_code[code]} for code in sorted(by_code)]
+    return render(request, "channels.html", me, **values)
+
+
+@router.get("/cohorts")
+def cohorts(
+    request: Request,
+    start: str | None = Query(None, alias="from"),
+    end: str | None = Query(None, alias="to"),
+    region: str | None = None,
+    store: str | None = None,
+    by: str = "month",
+    metric: str = "retention",
+    me: Principal = Depends(current),
+) -> HTMLResponse:
+    """First-connection cohorts × period offset (SPEC §5.3–5.5) as a heatmap; cells not yet
+    observable stay blank."""
+    ctx = context(request)
+    values = _filter_values(ctx, me, region, store) | {
+        "table": None, "by": by, "metric": metric, "units": cohort_tables.UNITS,
+        "metrics": cohort_tables.METRICS,
+    }  # fmt: skip
+    with warehouse(ctx) as con:
+        data_end = cohort_tables.data_end(con, ctx.brand_id)
+        if not (start or end):  # default: the last six monthly / twelve weekly cohorts
+            last = _default_period(con, ctx)[1]
+            first = _unit_start(last - timedelta(days=1), by, back=5 if by == "month" else 11)
+            start, end = first.isoformat(), last.isoformat()
+        got = _period_and_scope(request, me, con, "cohorts.html", values, start, end)
+        if isinstance(got, Response):
+            return got
+        period, scope = got
+        try:
+            table = cohort_tables.build(
+                Runner(con, scope, period, ctx.settings.metric_constants), period, unit=by,
+                metric=metric, periods=_offsets(period.start_day, data_end, by, ctx),
+                as_of=data_end,
+            )  # fmt: skip
+        except ValueError as e:
+            values["error"] = str(e).replace("--", "")
+            return render(request, "cohorts.html", me, status=422, **values)
+    heatmap = table.as_json()
+    for c in heatmap["cohorts"]:  # the cells' text, formatted exactly as the table's pct()
+        c["labels"] = [None if v is None else "%.1f" % (v * 100) for v in c["values"]]
+    values.update(table=table, charts=json.dumps({"heatmap": heatmap}))
+    return render(request, "cohorts.html", me, **values)
 
 
 def _compare(
@@ -280,6 +414,24 @@ def _charts(report: dict[str, Any], comparison: dict[str, Any], lang: str) -> di
                       "value": round(comparison["gmv"]["current"] / 100, 2)},
         }  # fmt: skip
     return out
+
+
+def _unit_start(day: date, unit: str, *, back: int = 0) -> date:
+    """The first day of the week (Monday) or month holding `day`, `back` units earlier."""
+    if unit == "week":
+        return day - timedelta(days=day.weekday(), weeks=back)
+    months = day.year * 12 + day.month - 1 - back
+    return date(months // 12, months % 12 + 1, 1)
+
+
+def _offsets(first: date, data_end: datetime, unit: str, ctx: AppContext) -> int:
+    """Columns worth showing: offsets the earliest cohort can have observed (1–24)."""
+    last = data_end.astimezone(ZoneInfo(ctx.settings.timezone)).date()
+    if unit == "week":
+        span = (last - first).days // 7
+    else:
+        span = (last.year - first.year) * 12 + last.month - first.month
+    return max(1, min(24, span + 1))
 
 
 # --- customers ------------------------------------------------------------------------------
@@ -328,6 +480,7 @@ def customer_360(request: Request, key: str, me: Principal = Depends(current)) -
         order_rows = customers.orders(
             conn, brand_id=ctx.brand_id, customer_id=view.id, store_ids=me.store_ids, limit=20
         )
+        tag_rows = tags.customer_tags(conn, customer_id=view.id)
         if me.sees_pii:
             audit.record(
                 conn, brand_id=ctx.brand_id, user_id=me.user_id, actor=me.actor,
@@ -350,7 +503,7 @@ def customer_360(request: Request, key: str, me: Principal = Depends(current)) -
     return render(
         request, "customer.html", me, c=view, name=_shown(me, None, view.name)[1],
         identities=identities, links=masked_links, records=records, order_rows=order_rows,
-        attributes=attributes, tz=ZoneInfo(ctx.settings.timezone),
+        attributes=attributes, tag_rows=tag_rows, tz=ZoneInfo(ctx.settings.timezone),
     )  # fmt: skip
 
 
@@ -388,6 +541,38 @@ def _lifecycle_of(
     return dict(zip(keys, row, strict=True))
 
 
+# --- SOPs -----------------------------------------------------------------------------------
+
+
+def _trigger_label(defn: Any) -> str:
+    t = defn.trigger
+    if t.event is not None:
+        return f"event {t.event.type}"
+    if t.schedule is not None:
+        return f"cron {t.schedule}"
+    if t.after_purchase is not None:
+        return f"+{t.after_purchase.days}d after purchase"
+    return "birthday" if t.birthday is not None else "anniversary"
+
+
+@router.get("/sops")
+def sop_list(request: Request, me: Principal = Depends(current)) -> HTMLResponse:
+    """Every SOP with its delivery and conversion figures (SPEC §7, §5.16) — for a store or a
+    guide, over the journeys of the customers they may read."""
+    ctx = context(request)
+    rows = []
+    with ctx.engine.connect() as conn:
+        ids = customers.readable_ids(conn, me)
+        within = None if ids is None else set(ids)
+        for sop in sop_service.list_all(conn, brand_id=ctx.brand_id):
+            cur = sop_service.get(conn, brand_id=ctx.brand_id, key=sop.key)
+            rows.append({"sop": sop, "trigger": _trigger_label(cur.definition),
+                         "steps": len(cur.definition.steps),
+                         "r": sop_report.report(conn, brand_id=ctx.brand_id, key=sop.key,
+                                                within=within)})  # fmt: skip
+    return render(request, "sops.html", me, rows=rows)
+
+
 # --- segments -------------------------------------------------------------------------------
 
 
@@ -400,7 +585,7 @@ def segment_builder(request: Request, me: Principal = Depends(current)) -> HTMLR
     )  # fmt: skip
 
 
-@router.post("/segments/count")
+@router.post("/segments/count", dependencies=[Depends(csrf_checked)])
 async def segment_count(request: Request, me: Principal = Depends(current)) -> HTMLResponse:
     form = _form(await request.body())
     ctx = context(request)
@@ -454,3 +639,7 @@ def install(app: FastAPI) -> None:
             return Response(status_code=401, headers={"HX-Redirect": "/login"})
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+
+    @app.exception_handler(CsrfRejected)
+    async def forbidden(request: Request, _: CsrfRejected) -> Response:
+        return HTMLResponse(translate(lang_of(request), "csrf_rejected"), status_code=403)

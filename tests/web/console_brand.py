@@ -21,6 +21,7 @@ from siyu.app import create_app
 from siyu.auth import users
 from siyu.config import Settings
 from siyu.runtime import open_brand
+from siyu.web.console import COOKIE, csrf_token
 from tests.factories import run_import, write_dir
 from tests.metrics import brand
 
@@ -72,6 +73,10 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 def login(c: TestClient, name: str) -> None:
+    """Log in as `name` and, like the console's pages do through htmx, send the session's CSRF
+    token with every later request."""
     c.cookies.clear()
+    c.headers.pop("X-CSRF-Token", None)
     r = c.post("/login", data={"username": name, "password": PASSWORD}, follow_redirects=False)
     assert r.status_code == 303, r.text
+    c.headers["X-CSRF-Token"] = csrf_token(c.cookies[COOKIE])

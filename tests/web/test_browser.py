@@ -25,6 +25,7 @@ from sqlalchemy import text
 
 from siyu.app import create_app
 from siyu.auth import users
+from siyu.cli import _demo_playbooks
 from siyu.config import Settings
 from siyu.customers import service as customers
 from siyu.demo.generator import generate
@@ -63,6 +64,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Brand]:
     generate(root / "demo", persons=1500, seed=7)
     run_import(settings, root / "demo")
     engine, brand_id = open_brand(settings)
+    _demo_playbooks(engine, brand_id)  # as `siyu demo` does
     with engine.begin() as conn:
         users.create(conn, brand_id=brand_id, username="hq", role="hq_operator",
                      password=PASSWORD, display_name="总部运营 Lin")  # fmt: skip
@@ -210,4 +212,25 @@ def test_store_manager_sees_only_their_store(browser, demo: Brand) -> None:  # t
     hq_members = getattr(demo, "hq", (None, None))[1]
     assert 0 < members and (hq_members is None or members < hq_members)
     shot(page, "segments-store")
+    page.close()
+
+
+def test_cohorts_channels_and_logout(browser, demo: Brand) -> None:  # type: ignore[no-untyped-def]
+    page = page_for(browser, demo, "hq")
+    page.click("nav >> text=同期群")
+    page.wait_for_selector("#heatmap canvas")
+    assert page.locator("[data-testid=cohort-table] tr").count() > 2  # a header and cohorts
+    shot(page, "cohorts-hq")
+    page.click("nav >> text=渠道")
+    rows = page.locator("[data-testid=channel-table] tr[data-channel]")
+    assert rows.count() == 8  # the demo brand's eight channels
+    assert "%" in rows.first.inner_text()
+    shot(page, "channels-hq")
+    page.click("nav >> text=SOP 自动化")
+    assert page.locator("[data-testid=sop-table] tr[data-sop]").count() == 10  # the playbooks
+    shot(page, "sops-hq")
+    page.click("button:has-text('退出')")  # the form carries the session's CSRF token
+    page.wait_for_url("**/login")
+    page.goto(demo.url + "/channels")
+    assert "/login" in page.url
     page.close()

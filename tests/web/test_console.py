@@ -145,3 +145,98 @@ def test_english_toggle(console: TestClient) -> None:
     console.get("/lang/en", params={"next": "/"})
     page = console.get("/", params=PERIOD).text
     assert "Customer pool" in page and "顾客池" not in page
+
+
+def test_channel_table_shows_pass_rate_cac_and_roi(console: TestClient) -> None:
+    cb.login(console, "ops")
+    r = console.get("/channels", params=PERIOD)
+    assert r.status_code == 200
+    rows = {code: cells(r.text, code) for code in ("C1", "C2", "C3")}
+    # reach, new connections, pass rate, acquired, cost, revenue, CAC, ROI (tests/metrics/brand.py;
+    # C1's revenue also has P1's O9 of this brand: 3500 + 700 fen, ROI (4200 − 1000) / 1000)
+    assert rows["C1"] == ["10", "1", "10.0%", "1", "¥10.00", "¥42.00", "¥10.00", "3.20"]
+    assert rows["C2"] == ["4", "1", "25.0%", "1", "¥20.00", "¥55.00", "¥20.00", "1.75"]
+    assert rows["C3"] == ["5", "0", "0.0%", "—", "—", "—", "—", "—"]  # reach, no cost rows
+    empty = console.get("/channels", params={"from": "2025-01-01", "to": "2025-02-01"})
+    assert empty.status_code == 200 and 'data-testid="no-channels"' in empty.text
+    assert console.get("/channels", params={"from": "2025-09-01", "to": "x"}).status_code == 422
+    cb.login(console, "mgr1")  # S001: P3's friendship via C2 is at S002
+    assert cells(console.get("/channels", params=PERIOD).text, "C2")[1] == "0"
+
+
+def cells(page: str, key: str, attr: str = "data-channel") -> list[str]:
+    row = page.split(f'<tr {attr}="{key}">', 1)[1].split("</tr>", 1)[0]
+    return [c.split(">", 1)[1].strip() for c in row.split("</td>")[1:-1]]
+
+
+def test_cohort_heatmap_matches_the_cohorts_command(console: TestClient) -> None:
+    cb.login(console, "ops")
+    r = console.get("/cohorts", params={**PERIOD, "from": "2025-06-01", "by": "month"})
+    assert r.status_code == 200 and 'id="heatmap"' in r.text
+    data = json.loads(r.text.split('id="chart-data">', 1)[1].split("</script>", 1)[0])["heatmap"]
+    found = {c["cohort"]: (c["size"], c["values"][:3]) for c in data["cohorts"]}
+    assert found == {"2025-06-01": (2, [1.0, 1.0, None]), "2025-07-01": (2, [1.0, 0.0, None])}
+    july = next(c for c in data["cohorts"] if c["cohort"] == "2025-07-01")
+    assert july["labels"][:3] == ["100.0", "0.0", None]  # the heatmap's text is the table's
+    assert "<td>100.0%</td><td>0.0%</td><td></td>" in r.text.replace("\n", "")
+    weekly = console.get("/cohorts", params={"by": "week", "metric": "conversion"})
+    assert weekly.status_code == 200
+    bad = console.get("/cohorts", params={"metric": "happiness"})
+    assert bad.status_code == 422 and "metric: &#39;happiness&#39;" in bad.text
+
+
+def test_posts_without_the_sessions_csrf_token_are_refused(console: TestClient) -> None:
+    cb.login(console, "ops")
+    token = console.headers.pop("X-CSRF-Token")
+    assert console.post("/segments/count", data={"rule": MATCH_ALL}).status_code == 403
+    forged = console.post("/segments/count", data={"rule": MATCH_ALL, "csrf": "0" * 40})
+    assert forged.status_code == 403
+    assert console.post("/logout", follow_redirects=False).status_code == 403
+    assert console.get("/", params=PERIOD).status_code == 200  # still logged in
+    ok = console.post("/segments/count", data={"rule": MATCH_ALL, "csrf": token})
+    assert ok.status_code == 200
+    assert f'value="{token}"' in console.get("/", params=PERIOD).text  # the logout form has it
+    console.cookies.clear()
+    cross = console.post(
+        "/login", data={"username": "ops", "password": cb.PASSWORD},
+        headers={"Origin": "https://evil.example"}, follow_redirects=False,
+    )  # fmt: skip
+    assert cross.status_code == 403
+
+
+SOP = {"key": "welcome", "name": "欢迎 Welcome", "trigger": {"event": {"type": "friend_added"}},
+       "steps": [{"send": {"channel": "wecom", "variants": [{"text": "你好"}]}}]}  # fmt: skip
+
+
+def test_sop_list_shows_delivery_and_conversion_within_the_users_scope(
+    console: TestClient, settings: Settings
+) -> None:
+    from datetime import UTC, datetime
+
+    from siyu.automation import outbox
+    from siyu.sop import service as sop_service
+    from siyu.sop.models import SopEnrollment
+
+    cb.login(console, "ops")
+    assert 'data-testid="no-sops"' in console.get("/sops").text
+    engine, brand_id = open_brand(settings)
+    at = datetime(2025, 7, 5, 2, tzinfo=UTC)
+    with engine.begin() as conn:
+        sop_service.import_definition(conn, brand_id=brand_id, raw=SOP)
+        sop_id = sop_service.get(conn, brand_id=brand_id, key="welcome").sop.id
+        conn.execute(SopEnrollment.__table__.insert(), [
+            {"brand_id": brand_id, "sop_id": sop_id, "version": 1, "subject": f"c:{c}",
+             "customer_id": c, "occurrence": "o1", "enrolled_at": at, "holdout": False,
+             "status": "done", "step_index": 1, "due_at": at}
+            for c in (1, 3)])  # fmt: skip
+    outbox.enqueue(engine, brand_id, [outbox.Enqueue(f"sop:welcome:1:0:{c}:o1", "wecom", c, {})
+                                      for c in (1, 3)])  # fmt: skip
+    engine.dispose()
+    row = cells(console.get("/sops").text, "welcome", attr="data-sop")
+    # P1 has a paid order within 7 days of 07-05 (tests/metrics/brand.py), P3 has none
+    # status, trigger, journeys, reached, delivered (nothing sent yet), conversion
+    assert row[:5] == ["草稿", "<code>event friend_added</code>", "2", "2", "0"], row
+    assert row[5].startswith("50.0%<br>")
+    cb.login(console, "mgr1")  # S001 reads P1, not P3
+    mine = cells(console.get("/sops").text, "welcome", attr="data-sop")
+    assert mine[2:5] == ["1", "1", "0"] and mine[5].startswith("100.0%<br>"), mine

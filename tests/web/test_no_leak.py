@@ -42,9 +42,12 @@ WALKED = {
     ("POST", "/logout"),
     ("GET", "/lang/{code}"),
     ("GET", "/"),
+    ("GET", "/channels"),
+    ("GET", "/cohorts"),
     ("GET", "/customers"),
     ("GET", "/customers/{key}"),
     ("GET", "/segments"),
+    ("GET", "/sops"),
     ("POST", "/segments/count"),
 }
 
@@ -97,6 +100,12 @@ def test_walk_every_route_and_find_no_foreign_row(
         for store in ("S002", "S999"):
             assert get("/", **PERIOD, store=store).status_code == 404
         assert get("/", **PERIOD, region="华北").status_code == 404
+        for page in ("/channels", "/cohorts"):
+            assert get(page).status_code == 200
+            assert get(page, **PERIOD).status_code == 200
+            assert get(page, **PERIOD, by="week").status_code == 200
+            for store in ("S002", "S999"):
+                assert get(page, **PERIOD, store=store).status_code == 404
         for q in QUERIES:
             assert get("/customers", q=q).status_code == 200
         for key in KEYS:
@@ -105,6 +114,7 @@ def test_walk_every_route_and_find_no_foreign_row(
             allowed |= key == "external_userid:e2" and 2 in readable
             assert r.status_code == (200 if allowed else 404), key
         assert get("/segments").status_code == 200
+        assert get("/sops").status_code == 200
         for rule in (MATCH_ALL, AT_S002):
             r = c.post("/segments/count", data={"rule": rule})
             pages.append((f"POST /segments/count {rule}", r))

@@ -45,3 +45,29 @@
     window.addEventListener("resize", function () { c2.resize(); });
   }
 })();
+
+// The cohort heatmap: cohorts down, offsets across; blank cells are not yet observable.
+(function () {
+  var el = document.getElementById("chart-data"), hm = document.getElementById("heatmap");
+  if (!el || !hm || !window.echarts) return;
+  var data = JSON.parse(el.textContent).heatmap;
+  if (!data) return;
+  var cohorts = data.cohorts.map(function (c) { return c.cohort + " (" + c.size + ")"; });
+  var cells = [];
+  data.cohorts.forEach(function (c, y) {
+    c.values.forEach(function (v, x) {
+      if (v !== null) cells.push([x, y, Number(c.labels[x])]);
+    });
+  });
+  var chart = echarts.init(hm);
+  chart.setOption({
+    grid: {left: 150, right: 20, top: 10, bottom: 70},
+    tooltip: {formatter: function (p) { return cohorts[p.value[1]] + " · +" + p.value[0] + ": " + data.cohorts[p.value[1]].labels[p.value[0]] + "%"; }},
+    xAxis: {type: "category", data: data.offsets.map(function (k) { return "+" + k; }), splitArea: {show: true}},
+    yAxis: {type: "category", data: cohorts, inverse: true, splitArea: {show: true}},
+    visualMap: {min: 0, max: 100, orient: "horizontal", left: "center", bottom: 0, text: ["100%", "0%"],
+                inRange: {color: ["#f3f8fc", "#3b82c4", "#0b3d6e"]}},
+    series: [{type: "heatmap", data: cells, label: {show: true, formatter: function (p) { return data.cohorts[p.value[1]].labels[p.value[0]] + "%"; }}}]
+  });
+  window.addEventListener("resize", function () { chart.resize(); });
+})();
