@@ -15,9 +15,10 @@ from rich.tree import Tree
 from sqlalchemy import Engine
 
 from siyu import clikit, migrate
+from siyu.audit import service as audit
 from siyu.auth import commands as auth_commands
 from siyu.automation import commands as automation_commands
-from siyu.clikit import State, console, err
+from siyu.clikit import State, cli_actor, console, err
 from siyu.config import Settings
 from siyu.customers import service as customer_service
 from siyu.db import make_engine
@@ -30,6 +31,9 @@ from siyu.lifecycle.commands import lifecycle as lifecycle_cmd
 from siyu.metrics import commands as metric_commands
 from siyu.runtime import open_brand
 from siyu.segments import commands as segment_commands
+from siyu.sop import commands as sop_commands
+from siyu.tags import commands as tag_commands
+from siyu.tags import service as tag_service
 from siyu.warehouse import commands as warehouse_commands
 from siyu.wecom.cli import wecom_app, wecom_sim
 
@@ -52,12 +56,15 @@ app.command("lifecycle")(lifecycle_cmd)
 app.command("quadrant")(lifecycle_reports.quadrant)
 app.command("ladder")(lifecycle_reports.ladder)
 app.add_typer(segment_commands.app, name="segments")
+app.add_typer(tag_commands.app, name="tags")
 app.add_typer(wecom_app, name="wecom")
 app.add_typer(auth_commands.app, name="api-token")
 app.command("worker")(automation_commands.worker)
 app.command("sms-sim")(automation_commands.sms_sim)
 app.add_typer(auth_commands.user_app, name="user")
 app.command(name="wecom-sim")(wecom_sim)
+app.add_typer(sop_commands.app, name="sop")
+app.add_typer(sop_commands.tasks_app, name="tasks")
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Data directory (default ./siyu-data).")
@@ -187,6 +194,12 @@ def customer_show(
         except customer_service.CustomerNotFound as e:
             raise _fail(str(e)) from None
         view = customer_service.get_view(conn, brand_id=brand_id, customer_id=cid)
+        tags = tag_service.customer_tags(conn, customer_id=cid)
+        audit.record(
+            conn, brand_id=brand_id, actor=cli_actor(), action="pii.read",
+            target=f"customer:{cid}", detail={"command": "customer show"},
+        )  # fmt: skip
+        conn.commit()
     zone = ZoneInfo(settings.timezone)
 
     def local(at: datetime | None) -> str:
@@ -237,6 +250,13 @@ def customer_show(
         f"net ¥{o.net_fen / 100:,.2f}, first {local(o.first_at) or '—'}, "
         f"last {local(o.last_at) or '—'}"
     )
+    tag_table = Table(title=f"Tags 标签 ({settings.timezone})")
+    for col in ("tag", "kind", "added", "by", "source"):
+        tag_table.add_column(col)
+    for tg in tags:
+        tag_table.add_row(f"{tg['group']}/{tg['name']}", tg["kind"], local(tg["added_at"]),
+                          tg["added_by"] or "", tg["source"] or "")  # fmt: skip
+    console.print(tag_table if tags else "Tags 标签: none")
 
 
 @identity_app.command("quarantined")
@@ -257,6 +277,25 @@ def identity_quarantined() -> None:
     for r in rows:
         table.add_row(f"{r.id_type}:{r.value}", r.source, str(r.record_count))
     console.print(table)
+
+
+@identity_app.command("resolve")
+def identity_resolve(
+    full: Annotated[
+        bool, typer.Option("--full", help="Re-resolve every record, not only what changed.")
+    ] = False,
+) -> None:
+    """Run identity resolution: records changed since the last pass join or bridge customers."""
+    settings = _settings()
+    engine, brand_id = open_brand(settings)
+    started = time.perf_counter()
+    i = identity_service.resolve(engine, brand_id=brand_id, k_guard=settings.k_guard, full=full)
+    scope = "every record" if i.full else f"{i.resolved} records touched since the last pass"
+    console.print(
+        f"Identity 身份识别 ({scope}): {i.records} records → {i.customers} customers; "
+        f"{i.created} created, {i.merged} merged, {i.split} split; "
+        f"{i.quarantined} identifiers quarantined. {time.perf_counter() - started:.1f} s."
+    )
 
 
 Identifier = Annotated[str, typer.Option("--identifier", help="The link, as type:value.")]
@@ -343,7 +382,25 @@ def demo(
         console.print(f"  {siyu} {t}", highlight=False, soft_wrap=True)
     if summary.failed_files:
         raise typer.Exit(code=1)
+    _demo_playbooks(engine, brand_id)
+    console.print(
+        "\nSOP playbooks 行业模板 imported as drafts: see what one would send, sending nothing:",
+        highlight=False,
+    )
+    console.print(f"  {siyu} sop list\n  {siyu} sop dry-run coffee-1200-flash",
+                  highlight=False, soft_wrap=True)  # fmt: skip
     _demo_logins(engine, brand_id, settings)
+
+
+def _demo_playbooks(engine: Engine, brand_id: int) -> None:
+    """The shipped SOP playbooks (SPEC §13), as drafts: the console's SOP page is not empty and
+    `siyu sop dry-run` has something to show. Re-running the demo changes nothing."""
+    from siyu.sop import service as sop_service
+
+    for path in sop_commands.playbook_paths():
+        raw = sop_service.load_yaml(path.read_text(encoding="utf-8"), str(path))
+        with engine.begin() as conn:
+            sop_service.import_definition(conn, brand_id=brand_id, raw=raw, by="demo")
 
 
 def _prog() -> str:

@@ -49,3 +49,13 @@ def as_of_day(s: Settings, value: str | None) -> date:
     if day > today:
         raise fail(f"--as-of {day} is in the future (today is {today})")
     return day
+
+
+def cli_actor() -> str:
+    """Who is at the terminal, as the audit log names them (SPEC §12)."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "cli:unknown"

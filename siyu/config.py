@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # SPEC §5–6 constants (siyu.metrics.constants): `[metric] t1 = 45` in siyu.toml or
     # SIYU_METRIC__T1=45.
     metric: dict[str, int] = Field(default_factory=dict)
+    # SOP guard defaults (siyu.sop.guards): `[sop] holdout = 0.1`, daily_cap, weekly_cap,
+    # quiet_start = "22:00", quiet_end = "08:00"; each SOP's `guards:` overrides them.
+    sop: dict[str, float | int | str] = Field(default_factory=dict)
 
     # WeCom (企业微信): the corp, a secret with customer-contact (客户联系) permission, and the
     # callback's Token / EncodingAESKey. wecom_api_base points at WeCom or at `siyu wecom-sim`.
@@ -64,6 +67,9 @@ class Settings(BaseSettings):
     # SMS gateway for the outbox worker (`siyu sms-sim` locally; a provider behind the same API).
     sms_api_base: str | None = None
     sms_api_key: str | None = None
+    # A WeCom mass-message task the staff member has not confirmed after this many hours counts
+    # as unconfirmed (message.unconfirmed) for its recipients.
+    wecom_unconfirmed_after_hours: float = 24.0
 
     @property
     def metric_constants(self):  # type: ignore[no-untyped-def]

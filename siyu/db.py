@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Connection,
     DateTime,
     Engine,
     Integer,
@@ -18,6 +20,8 @@ from sqlalchemy import (
     null,
     text,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -61,6 +65,31 @@ class Base(DeclarativeBase):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def sqlite_ts(at: datetime) -> str:
+    """A UTC instant as SQLAlchemy stores DateTime on SQLite (text, compared as text)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def bind_ts(conn: Connection, at: datetime) -> Any:
+    """A UTC instant bound into a text() query on either engine."""
+    return at if conn.dialect.name == "postgresql" else sqlite_ts(at)
+
+
+def read_ts(value: Any) -> datetime:
+    """A timestamp read through a text() query (SQLite gives text) as an aware UTC instant."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def insert_ignore(conn: Connection, table: Any, values: dict[str, Any], returning: Any) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING: the value, or None when the row existed."""
+    stmt = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+    return conn.execute(
+        stmt.values(**values).on_conflict_do_nothing().returning(returning)
+    ).scalar_one_or_none()
 
 
 def make_engine(settings: Settings) -> Engine:

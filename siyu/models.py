@@ -14,6 +14,7 @@ from siyu.identity.models import (
     CustomerMerge,
     Identifier,
     IdentifierOverride,
+    IdentityPass,
     QuarantinedIdentifier,
     RecordIdentity,
     SourceRecord,
@@ -23,14 +24,22 @@ from siyu.orders.models import Order, OrderItem, Product
 from siyu.orgs.models import Brand, OrgUnit, Store
 from siyu.referral.models import Referral
 from siyu.segments.models import Segment, SegmentMember
+from siyu.sop.models import Sop, SopEnrollment, SopVersion, StaffTask
 from siyu.staff.models import Staff
-from siyu.tags.models import CustomerTag, Tag, TagGroup
+from siyu.tags.models import CustomerTag, CustomerTagHistory, Tag, TagGroup
 from siyu.wecom.models import (
     WeComAccessToken,
     WeComCallbackEvent,
     WeComCallbackNonce,
     WeComContactTag,
     WeComContactWay,
+    WeComDepartment,
+    WeComExternalContact,
+    WeComMassTask,
+    WeComMember,
+    WeComSyncRun,
+    WeComSyncSeen,
+    WeComTransfer,
     WeComWelcome,
 )
 
@@ -47,9 +56,11 @@ __all__ = [
     "Customer",
     "CustomerMerge",
     "CustomerTag",
+    "CustomerTagHistory",
     "Delivery",
     "Event",
     "IdentifierOverride",
+    "IdentityPass",
     "Identifier",
     "Interaction",
     "Membership",
@@ -65,6 +76,10 @@ __all__ = [
     "Segment",
     "SegmentMember",
     "SourceRecord",
+    "Sop",
+    "SopEnrollment",
+    "SopVersion",
+    "StaffTask",
     "Staff",
     "Store",
     "SurveyResponse",
@@ -77,5 +92,12 @@ __all__ = [
     "WeComCallbackNonce",
     "WeComContactTag",
     "WeComContactWay",
+    "WeComDepartment",
+    "WeComExternalContact",
+    "WeComMember",
+    "WeComSyncRun",
+    "WeComSyncSeen",
+    "WeComTransfer",
+    "WeComMassTask",
     "WeComWelcome",
 ]
