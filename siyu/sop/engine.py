@@ -17,7 +17,8 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy import BigInteger, Connection, Engine, cast, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from siyu.audit import service as audit
 from siyu.automation import outbox
@@ -272,6 +273,8 @@ def _save(rt: Runtime, defn: Definition, moves: dict[int, Move]) -> None:
     same: dict[tuple[int, datetime, str | None], list[int]] = defaultdict(list)
     for jid, m in moves.items():
         same[(m.step_index, m.due_at, m.note[:200] if m.note else None)].append(jid)
+    pg = rt.engine.dialect.name == "postgresql"
+    chunk = 50_000 if pg else 5000
     with rt.engine.begin() as conn:
         for (step, due, note), ids in same.items():
             values: dict[str, Any] = {"step_index": step, "due_at": due}
@@ -279,12 +282,15 @@ def _save(rt: Runtime, defn: Definition, moves: dict[int, Move]) -> None:
                 values["status"] = "done"
             if note:
                 values["note"] = note
-            for i in range(0, len(ids), 5000):
-                conn.execute(
-                    update(SopEnrollment)
-                    .where(SopEnrollment.id.in_(ids[i : i + 5000]))
-                    .values(**values)
+            for i in range(0, len(ids), chunk):
+                part = ids[i : i + chunk]
+                # PostgreSQL: one array parameter (id = ANY), not thousands of bound values.
+                where = (
+                    SopEnrollment.id == func.any(cast(part, ARRAY(BigInteger)))
+                    if pg
+                    else SopEnrollment.id.in_(part)
                 )
+                conn.execute(update(SopEnrollment).where(where).values(**values))
 
 
 def _run_step(

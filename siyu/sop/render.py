@@ -61,6 +61,59 @@ def _compiled(source: str):  # type: ignore[no-untyped-def]
     return _env.from_string(source)
 
 
+# A part of a plain template: literal text, or (namespace, field) — or (name, None) for a
+# bare variable such as {{ occurrence }}.
+_Part = str | tuple[str, str | None]
+
+
+@lru_cache(maxsize=256)
+def _plain(source: str) -> tuple[_Part, ...] | None:
+    """The parts of a template that is only text and {{ ns.field }} / {{ name }} outputs, or
+    None when it uses anything else (filters, tests, control flow, literals): those render
+    through Jinja. Most SOP messages are plain, and a fan-out renders one per customer."""
+    try:
+        tree = _env.parse(source)
+    except TemplateSyntaxError:
+        return None
+    parts: list[_Part] = []
+    for out in tree.body:
+        if not isinstance(out, nodes.Output):
+            return None
+        for n in out.nodes:
+            if isinstance(n, nodes.TemplateData):
+                parts.append(n.data)
+            elif isinstance(n, nodes.Getattr) and isinstance(n.node, nodes.Name):
+                parts.append((n.node.name, n.attr))
+            elif isinstance(n, nodes.Name):
+                parts.append((n.name, None))
+            else:
+                return None
+    return tuple(parts)
+
+
 def render(source: str, context: dict[str, Any]) -> str:
-    """Render a checked template; a value missing at run time raises (StrictUndefined)."""
+    """Render a checked template; a value missing at run time raises (StrictUndefined).
+
+    A plain template is filled in directly — the same text Jinja gives (values through
+    `str`, as Jinja does without autoescape); anything missing falls back to Jinja so the
+    error is Jinja's own."""
+    parts = _plain(source)
+    if parts is not None:
+        out: list[str] = []
+        try:
+            for part in parts:
+                if isinstance(part, str):
+                    out.append(part)
+                    continue
+                ns, attr = part
+                value = context[ns]
+                if attr is not None:
+                    if not isinstance(value, dict):
+                        raise KeyError(attr)
+                    value = value[attr]
+                out.append(str(value))
+        except KeyError:
+            pass
+        else:
+            return "".join(out)
     return _compiled(source).render(context)
