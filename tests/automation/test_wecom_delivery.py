@@ -135,7 +135,9 @@ def test_two_workers_recovering_one_intent_at_once_agree_on_its_task(store) -> N
         real_list = w.client.get_groupmsg_list_v2
         with engine.connect() as conn:
             claimed = conn.execute(
-                select(OutboxItem.dedup_key, OutboxItem.customer_id, OutboxItem.payload, OutboxItem.id)  # fmt: skip
+                select(
+                    OutboxItem.dedup_key, OutboxItem.customer_id, OutboxItem.payload, OutboxItem.id
+                )  # fmt: skip
             ).all()
         rows = [Outbound(*r) for r in claimed]
 

@@ -15,7 +15,7 @@ from siyu.sop.render import _compiled, _plain, render
 
 VALUES = st.one_of(
     st.none(),
-    st.integers(-10**6, 10**6),
+    st.integers(-(10**6), 10**6),
     st.text(max_size=8),
     st.dates(min_value=date(1950, 1, 1), max_value=date(2030, 1, 1)),
 )
