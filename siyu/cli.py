@@ -349,6 +349,7 @@ def demo(
     persons: Annotated[int, typer.Option(help="People in the demo brand.")] = 20_000,
 ) -> None:
     """Build the demo coffee brand, write it in the interchange format, and import it."""
+    from siyu.demo import wecom_live
     from siyu.demo.generator import generate
 
     settings = _settings()
@@ -383,6 +384,9 @@ def demo(
     if summary.failed_files:
         raise typer.Exit(code=1)
     _demo_playbooks(engine, brand_id)
+    with console.status("A live WeCom day through the local simulator 企业微信模拟…"):
+        live = wecom_live.run(settings, engine, brand_id, seed=seed)
+    console.print(live.format(), highlight=False)
     console.print(
         "\nSOP playbooks 行业模板 imported as drafts: see what one would send, sending nothing:",
         highlight=False,
