@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, select, text, update
 
 from siyu.bulk import bulk_load, fetch_int_columns, int_table, temp_table
 from siyu.customers.models import Customer
+from siyu.db import bind_ts
 from siyu.identity import scope
 from siyu.identity.facts import add_all_fact_identifiers, add_reference_records
 from siyu.identity.models import Identifier, IdentityPass, SourceRecord
@@ -168,7 +169,12 @@ def _resolve(
     )
     # Every quarantined value of the brand is in the scope (values without a customer are).
     _write_quarantine(conn, brand_id, g.sources, g.ident_id, per_src, crowded, n_src, now)
-    _merge_profiles(conn, brand_id, np.unique(new_cust[new_cust != g.rec_cust]))
+    # Profiles: of customers whose records changed hands, and of customers one of whose
+    # records changed its name or gender since the last pass (a WeCom edit, a re-import).
+    edited = _edited_customers(conn, brand_id, None if last is None else last[0] - overlap)
+    _merge_profiles(
+        conn, brand_id, np.unique(np.concatenate([new_cust[new_cust != g.rec_cust], edited]))
+    )
     _save_pass(conn, brand_id, now, k_guard)
     _prefer_index_seeks(conn, False)
     live = conn.execute(
@@ -610,6 +616,20 @@ def _write_quarantine(
         ),
         b,
     )
+
+
+def _edited_customers(conn: Connection, brand_id: int, since: datetime | None) -> np.ndarray:
+    """Customers with a record updated since `since` (by the index on brand, updated_at)."""
+    if since is None:
+        return np.empty(0, dtype=np.int64)
+    ids = conn.execute(
+        text(
+            "SELECT DISTINCT customer_id FROM source_record WHERE brand_id = :b "
+            "AND updated_at >= :since AND customer_id IS NOT NULL"
+        ),
+        {"b": brand_id, "since": bind_ts(conn, since)},
+    ).scalars()
+    return np.fromiter(ids, dtype=np.int64)
 
 
 def _merge_profiles(conn: Connection, brand_id: int, customer_ids: np.ndarray) -> None:

@@ -249,3 +249,35 @@ def test_resolve_command_runs_an_incremental_or_a_full_pass(tmp_path: Path) -> N
     full = runner.invoke(app, ["--data-dir", data, "identity", "resolve", "--full"])
     assert full.exit_code == 0, full.output
     assert "(every record): 2 records → 1 customers; 0 created" in " ".join(full.output.split())
+
+
+def test_a_renamed_record_renames_its_customer_on_the_next_pass(settings: Settings) -> None:
+    """A WeCom edit (or a re-import) changes a record's name without changing who it belongs
+    to; the customer's profile must follow on the next incremental pass."""
+    from siyu.identity.records import upsert_record
+    from siyu.runtime import open_brand
+
+    engine, brand = open_brand(settings)
+
+    def put(key: str, source: str, name: str, **ids: str) -> None:
+        with engine.begin() as conn:
+            upsert_record(conn, brand_id=brand, record_key=key, source=source, identifiers=ids, name=name)  # fmt: skip
+
+    def name_of(key: str) -> str:
+        with engine.connect() as conn:
+            return conn.execute(
+                text(
+                    "SELECT c.name FROM customer c JOIN source_record r ON r.customer_id = c.id "
+                    "WHERE r.record_key = :k"
+                ),
+                {"k": key},
+            ).scalar_one()
+
+    put("wecom:wmA", "wecom", "小王", external_userid="wmA", unionid="oU1")
+    put("wecom:wmB", "wecom", "阿李", external_userid="wmB")
+    identity_service.resolve(engine, brand_id=brand)
+    assert name_of("wecom:wmA") == "小王"
+    put("wecom:wmA", "wecom", "王芳", external_userid="wmA")  # edit_external_contact
+    identity_service.resolve(engine, brand_id=brand)
+    assert (name_of("wecom:wmA"), name_of("wecom:wmB")) == ("王芳", "阿李")
+    engine.dispose()
