@@ -17,7 +17,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, Connection, Engine, cast, func, select, text, update
+from sqlalchemy import BigInteger, Connection, Engine, and_, cast, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from siyu.audit import service as audit
@@ -34,7 +34,7 @@ from siyu.sop.models import Sop, SopEnrollment, StaffTask
 from siyu.sop.render import render
 from siyu.tags import service as tag_service
 
-MAX_ROUNDS = 64  # step passes per tick (a journey without waits finishes in one tick)
+MAX_ROUNDS = 64  # sweeps per tick (a journey without waits finishes in one tick)
 BATCH = 20_000
 
 
@@ -244,27 +244,57 @@ class Move:
 
 
 def _advance(rt: Runtime, report: TickReport) -> None:
+    """Run the due journeys' steps in sweeps: each sweep reads the due ids once, then works
+    through them in batches of BATCH by primary key (re-checking each row is still due). A
+    journey whose next step needs no wait goes on in the next sweep, up to MAX_ROUNDS sweeps
+    a tick. Reading the ids once keeps a sweep linear in the number of due journeys."""
+    due = and_(
+        SopEnrollment.brand_id == rt.brand_id,
+        SopEnrollment.status == "active",
+        SopEnrollment.due_at <= rt.now,
+        Sop.status == "active",
+    )
+    pg = rt.engine.dialect.name == "postgresql"
     for _ in range(MAX_ROUNDS):
         with rt.engine.connect() as conn:
-            rows = conn.execute(
-                select(SopEnrollment.id, SopEnrollment.sop_id, SopEnrollment.version,
-                       SopEnrollment.step_index, SopEnrollment.customer_id, SopEnrollment.chat_id,
-                       SopEnrollment.occurrence, SopEnrollment.due_at)
-                .join(Sop, Sop.id == SopEnrollment.sop_id)
-                .where(SopEnrollment.brand_id == rt.brand_id, SopEnrollment.status == "active",
-                       SopEnrollment.due_at <= rt.now, Sop.status == "active")
-                .order_by(SopEnrollment.id).limit(BATCH)
-            ).all()  # fmt: skip
-        if not rows:
+            ids = list(
+                conn.execute(
+                    select(SopEnrollment.id)
+                    .join(Sop, Sop.id == SopEnrollment.sop_id)
+                    .where(due)
+                    .order_by(SopEnrollment.id)
+                ).scalars()
+            )
+        if not ids:
             return
-        batches: dict[tuple[int, int, int], list[Any]] = defaultdict(list)
-        for r in rows:
-            batches[(r.sop_id, r.version, r.step_index)].append(r)
-        for (sop_id, version, step), group in batches.items():
+        for start in range(0, len(ids), BATCH):
+            part = ids[start : start + BATCH]
+            these = _among(part, pg)
             with rt.engine.connect() as conn:
-                defn = rt.definition(conn, sop_id, version)
-            moves = _run_step(rt, defn, version, step, group, report)
-            _save(rt, defn, moves)
+                rows = conn.execute(
+                    select(SopEnrollment.id, SopEnrollment.sop_id, SopEnrollment.version,
+                           SopEnrollment.step_index, SopEnrollment.customer_id,
+                           SopEnrollment.chat_id, SopEnrollment.occurrence, SopEnrollment.due_at)
+                    .join(Sop, Sop.id == SopEnrollment.sop_id)
+                    .where(due, these)
+                    .order_by(SopEnrollment.id)
+                ).all()  # fmt: skip
+            batches: dict[tuple[int, int, int], list[Any]] = defaultdict(list)
+            for r in rows:
+                batches[(r.sop_id, r.version, r.step_index)].append(r)
+            for (sop_id, version, step), group in batches.items():
+                with rt.engine.connect() as conn:
+                    defn = rt.definition(conn, sop_id, version)
+                moves = _run_step(rt, defn, version, step, group, report)
+                _save(rt, defn, moves)
+
+
+def _among(ids: list[int], pg: bool) -> Any:
+    """SopEnrollment.id in `ids`: on PostgreSQL one array parameter (id = ANY), not thousands
+    of bound values."""
+    if pg:
+        return SopEnrollment.id == func.any(cast(ids, ARRAY(BigInteger)))
+    return SopEnrollment.id.in_(ids)
 
 
 def _save(rt: Runtime, defn: Definition, moves: dict[int, Move]) -> None:
@@ -284,13 +314,7 @@ def _save(rt: Runtime, defn: Definition, moves: dict[int, Move]) -> None:
                 values["note"] = note
             for i in range(0, len(ids), chunk):
                 part = ids[i : i + chunk]
-                # PostgreSQL: one array parameter (id = ANY), not thousands of bound values.
-                where = (
-                    SopEnrollment.id == func.any(cast(part, ARRAY(BigInteger)))
-                    if pg
-                    else SopEnrollment.id.in_(part)
-                )
-                conn.execute(update(SopEnrollment).where(where).values(**values))
+                conn.execute(update(SopEnrollment).where(_among(part, pg)).values(**values))
 
 
 def _run_step(
