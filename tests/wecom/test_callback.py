@@ -181,3 +181,13 @@ def test_an_accepted_delivery_just_inside_the_window_is_kept(settings: Settings)
         )
     engine.dispose()
     assert accepted.event_id is not None
+
+
+def test_a_delivery_without_its_signature_parameters_is_refused_naming_one(app_env) -> None:
+    client, engine = app_env
+    params, body = signed(event_xml(UserID="u", ExternalUserID="wmC"))
+    for name in ("msg_signature", "timestamp", "nonce"):
+        partial = {k: v for k, v in params.items() if k != name}
+        response = client.post(CALLBACK_PATH, params=partial, content=body)
+        assert response.status_code == 400 and name in response.text
+    assert counts(engine) == (0, 0)
