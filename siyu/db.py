@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -168,3 +169,14 @@ class CustomerRef:
 
     id_type: Mapped[str | None] = mapped_column(String(32))
     id_value: Mapped[str | None] = mapped_column(String(200))
+
+
+def advisory_key(conn: Connection, purpose: str, brand_id: int) -> int:
+    """A PostgreSQL advisory-lock key for (`purpose`, brand) in this database and schema.
+
+    Advisory locks are shared by the whole server, so the key names the database and the
+    schema too: two Siyu installations (or test schemas) on one server never take each
+    other's turn."""
+    database, schema = conn.execute(text("SELECT current_database(), current_schema()")).one()
+    digest = hashlib.sha256(f"siyu:{database}:{schema}:{purpose}:{brand_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)

@@ -10,7 +10,6 @@ on SQLite the database's single writer serialises them.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -24,7 +23,7 @@ from siyu.audit import service as audit
 from siyu.automation import outbox
 from siyu.bulk import temp_table
 from siyu.config import Settings
-from siyu.db import utcnow
+from siyu.db import advisory_key, utcnow
 from siyu.segments import evaluate
 from siyu.segments import service as segment_service
 from siyu.segments.rules import parse
@@ -103,10 +102,9 @@ class Runtime:
         return guards.effective(dict(self.settings.sop), defn.guards)
 
 
-def _lock_key(brand_id: int) -> int:
-    return int.from_bytes(
-        hashlib.sha256(f"siyu-sop:{brand_id}".encode()).digest()[:8], "big", signed=True
-    )
+def lock_key(conn: Connection, brand_id: int) -> int:
+    """The advisory lock a tick of this brand holds on PostgreSQL."""
+    return advisory_key(conn, "sop-tick", brand_id)
 
 
 def tick(
@@ -118,9 +116,8 @@ def tick(
     lock = None
     if engine.dialect.name == "postgresql":
         lock = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        if not lock.execute(
-            text("SELECT pg_try_advisory_lock(:k)"), {"k": _lock_key(brand_id)}
-        ).scalar():
+        key = lock_key(lock, brand_id)
+        if not lock.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
             lock.close()
             report.busy = True
             return report
@@ -142,7 +139,7 @@ def tick(
     finally:
         rt.close()
         if lock is not None:
-            lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _lock_key(brand_id)})
+            lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
             lock.close()
     return report
 

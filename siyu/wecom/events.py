@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from siyu.communities.models import ChatGroup
 from siyu.connections import service as connection_service
 from siyu.connections.models import Connection as ConnectionRow
+from siyu.db import advisory_key
 from siyu.events.models import Event as DomainEvent
 from siyu.identity import service as identity_service
 from siyu.identity.records import upsert_record
@@ -53,7 +54,6 @@ GONE_ERRCODES = (NOT_EXTERNAL_CONTACT, 40096)  # no such customer, or no relatio
 CHAT_NOT_FOUND = 40050
 GENDERS = {"1": "男", "2": "女"}
 LEASE_SECONDS = 300.0  # a claim older than this belongs to a processor that died
-RESOLVE_LOCK = 0x5159_0000  # + brand id: the advisory lock of identity resolution
 
 
 @dataclass
@@ -215,13 +215,14 @@ def _resolve_serialised(engine: Engine, *, brand_id: int, k_guard: int) -> None:
         wecom_service.refresh_customer_tags(engine, brand_id=brand_id)
         return
     with engine.connect() as lock_conn:
-        lock_conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": RESOLVE_LOCK + brand_id})
+        key = advisory_key(lock_conn, "identity-resolve", brand_id)
+        lock_conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
         lock_conn.commit()
         try:
             identity_service.resolve(engine, brand_id=brand_id, k_guard=k_guard)
             wecom_service.refresh_customer_tags(engine, brand_id=brand_id)
         finally:
-            lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RESOLVE_LOCK + brand_id})
+            lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
             lock_conn.commit()
 
 

@@ -62,13 +62,10 @@ def test_a_tick_waits_its_turn(world: World) -> None:
     if world.engine.dialect.name != "postgresql":
         return  # SQLite: one writer at a time is the database's own rule
     with world.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as other:
-        other.execute(
-            text("SELECT pg_advisory_lock(:k)"), {"k": sop_engine._lock_key(world.brand_id)}
-        )
+        key = sop_engine.lock_key(other, world.brand_id)
+        other.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
         assert world.tick(local(2025, 8, 1, 10)).busy
-        other.execute(
-            text("SELECT pg_advisory_unlock(:k)"), {"k": sop_engine._lock_key(world.brand_id)}
-        )
+        other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
     assert not world.tick(local(2025, 8, 1, 10)).busy
 
 
