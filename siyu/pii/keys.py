@@ -8,8 +8,10 @@ data key, HKDF-SHA256 derives three independent keys:
 - the sealing key: AES-256-GCM with a random 96-bit nonce; a sealed value is
   `v1:` + base64url(nonce ‖ ciphertext ‖ tag), the `v1` naming the key it was sealed with so
   that a later key can be told apart (rotation is not implemented yet: docs/pii.md);
-- the lookup key: HMAC-SHA256 over `id_type NUL value`, hex — deterministic, so stored
-  identifiers still join and match by equality, and computable in DuckDB (`duckdb_macros`);
+- the lookup key: HMAC-SHA256 over `id_type NUL value`, its first 128 bits in hex (32
+  characters: short index keys, and a collision among a brand's values is out of reach) —
+  deterministic, so stored identifiers still join and match by equality, and computable in
+  DuckDB (`duckdb_macros`);
 - a fingerprint, stored in the `pii_key` table, so that opening a database with the wrong key
   (or none) is a clear error instead of silently finding nothing.
 """
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
+LOOKUP_HEX = 32  # a lookup hash is HMAC-SHA256 truncated to 128 bits (RFC 2104 §5)
 KEY_FILE = "pii.key"
 
 
@@ -106,10 +109,10 @@ class Keyring:
         return None if sealed is None else self.open_(sealed)
 
     def lookup_hash(self, id_type: str, value: str) -> str:
-        """HMAC-SHA256 (hex) of `id_type NUL value`: the same input always gives the same hash."""
+        """HMAC-SHA256 of `id_type NUL value`, 128 bits as hex: the same input, the same hash."""
         h = self._lookup.copy()
         h.update(f"{id_type}\0{value}".encode())
-        return h.hexdigest()
+        return h.hexdigest()[:LOOKUP_HEX]
 
     def duckdb_macros(self) -> str:
         """`siyu_lookup_hash(id_type, value)` as a DuckDB TEMP macro: HMAC-SHA256 spelled out
@@ -120,8 +123,8 @@ class Keyring:
         opad = bytes(b ^ 0x5C for b in block).hex()
         return (
             "CREATE OR REPLACE TEMP MACRO siyu_lookup_hash(t, v) AS CASE WHEN v IS NULL "
-            f"THEN NULL ELSE sha256(unhex('{opad}') || unhex(sha256(unhex('{ipad}') || "
-            "encode(t || chr(0) || v)))) END;"
+            f"THEN NULL ELSE left(sha256(unhex('{opad}') || unhex(sha256(unhex('{ipad}') || "
+            f"encode(t || chr(0) || v)))), {LOOKUP_HEX}) END;"
         )
 
 

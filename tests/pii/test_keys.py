@@ -50,7 +50,7 @@ def test_tampered_or_foreign_ciphertext_is_refused() -> None:
 def test_lookup_hash_is_deterministic_keyed_and_the_same_in_duckdb() -> None:
     r = ring()
     h = r.lookup_hash("phone", "+8613800138000")
-    assert h == r.lookup_hash("phone", "+8613800138000") and len(h) == 64
+    assert h == r.lookup_hash("phone", "+8613800138000") and len(h) == 32
     assert h != r.lookup_hash("email", "+8613800138000")  # the type is part of the input
     assert h != ring().lookup_hash("phone", "+8613800138000")  # and the key
     con = duckdb.connect()
