@@ -14,11 +14,11 @@ from rich.table import Table
 from rich.tree import Tree
 from sqlalchemy import Engine
 
-from siyu import clikit, migrate
+from siyu import clikit, migrate, pii
 from siyu.audit import service as audit
 from siyu.auth import commands as auth_commands
 from siyu.automation import commands as automation_commands
-from siyu.clikit import State, cli_actor, console, err
+from siyu.clikit import State, cli_actor, console, err, open_brand
 from siyu.config import Settings
 from siyu.customers import service as customer_service
 from siyu.db import make_engine
@@ -29,7 +29,6 @@ from siyu.imports.reader import FileUnreadable
 from siyu.lifecycle import reports as lifecycle_reports
 from siyu.lifecycle.commands import lifecycle as lifecycle_cmd
 from siyu.metrics import commands as metric_commands
-from siyu.runtime import open_brand
 from siyu.segments import commands as segment_commands
 from siyu.sop import commands as sop_commands
 from siyu.tags import commands as tag_commands
@@ -97,7 +96,10 @@ def migrate_cmd() -> None:
     settings = _settings()
     engine = make_engine(settings)
     before = migrate.current_revision(engine)
-    migrate.upgrade(engine)
+    try:
+        migrate.upgrade(engine)
+    except pii.PiiError as e:
+        raise _fail(str(e)) from None
     after = migrate.current_revision(engine)
     console.print(
         "Schema already current." if before == after else f"Schema upgraded {before} → {after}."
@@ -184,21 +186,52 @@ def print_summary(summary: import_service.ImportSummary, seconds: float) -> None
 @customer_app.command("show")
 def customer_show(
     key: Annotated[str, typer.Argument(help="Customer id or type:value, e.g. phone:13800138000")],
+    as_user: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="Show the customer as this console user may see them: within their scope, "
+            "phones and names masked (138****8000, 王**) unless their role may read them "
+            "(hq_admin, store_manager, guide). Default: the operator at the terminal, who holds "
+            "the data and its key, sees it whole.",
+        ),
+    ] = None,
 ) -> None:
     """A customer's identities, why they are one customer, connections and order totals."""
+    from siyu.auth import users
+    from siyu.auth.principal import OutOfScope
+
     settings = _settings()
     engine, brand_id = open_brand(settings)
     with engine.connect() as conn:
         try:
-            cid, asked = customer_service.resolve_key_or_raise(conn, brand_id=brand_id, key=key)
-        except customer_service.CustomerNotFound as e:
+            me = None
+            if as_user is not None:
+                me = users.principal_by_name(conn, brand_id=brand_id, username=as_user)
+                view = customer_service.get_readable_view_or_raise(conn, principal=me, key=key)
+                cid, asked = view.id, view.redirected_from
+            else:
+                cid, asked = customer_service.resolve_key_or_raise(conn, brand_id=brand_id, key=key)
+                view = customer_service.get_view(conn, brand_id=brand_id, customer_id=cid)
+        except (customer_service.CustomerNotFound, OutOfScope, users.UserError) as e:
+            if isinstance(e, OutOfScope) and me is not None:
+                audit.record(
+                    conn, brand_id=brand_id, user_id=me.user_id, actor=cli_actor(),
+                    action="denied", target=e.target, detail={"as": me.username},
+                )  # fmt: skip
+                conn.commit()
             raise _fail(str(e)) from None
-        view = customer_service.get_view(conn, brand_id=brand_id, customer_id=cid)
+        except pii.PiiError as e:
+            raise _fail(str(e)) from None
         tags = tag_service.customer_tags(conn, customer_id=cid)
-        audit.record(
-            conn, brand_id=brand_id, actor=cli_actor(), action="pii.read",
-            target=f"customer:{cid}", detail={"command": "customer show"},
-        )  # fmt: skip
+        if me is not None and not me.sees_pii:
+            view = customer_service.masked(view)
+        else:
+            detail = {"command": "customer show"} | ({"as": me.username} if me else {})
+            audit.record(
+                conn, brand_id=brand_id, user_id=me.user_id if me else None, actor=cli_actor(),
+                action="pii.read", target=f"customer:{cid}", detail=detail,
+            )  # fmt: skip
         conn.commit()
     zone = ZoneInfo(settings.timezone)
 
@@ -454,3 +487,13 @@ def serve(
     app_ = create_app(_settings())
     console.print(f"Siyu API on http://{host}:{port}/api/v1 — OpenAPI at http://{host}:{port}/docs")
     uvicorn.run(app_, host=host, port=port, log_level="info")
+
+
+def run() -> None:
+    """The `siyu` command: the Typer app, with a PII key problem raised anywhere (a report
+    that opens the store through the warehouse, say) printed as the error it is."""
+    try:
+        app()
+    except pii.PiiError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise SystemExit(2) from None

@@ -23,6 +23,17 @@ def settings() -> Settings:
     return load_settings(data_dir=State.data_dir)
 
 
+def open_brand(s: Settings):  # type: ignore[no-untyped-def]
+    """siyu.runtime.open_brand for a command: a PII key problem (no key for sealed data, the
+    wrong key) is a clear error, not a traceback."""
+    from siyu import pii, runtime
+
+    try:
+        return runtime.open_brand(s)
+    except pii.PiiError as e:
+        raise fail(str(e)) from None
+
+
 def fail(message: str) -> typer.Exit:
     """Print a clear error (no traceback) and return the exit to raise."""
     err.print(f"[red]error:[/red] {message}", highlight=False)

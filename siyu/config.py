@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     # SPEC §4: an identifier value carried by more than K records of one source merges nothing.
     k_guard: int = 5
     encryption_key: str | None = None
+    # Personal data at rest (siyu.pii): the 32-byte data key as base64, or else the key file
+    # (default data_dir/pii.key, written once with mode 0600). Back it up apart from the data:
+    # without it sealed phones, emails and names cannot be read (docs/pii.md).
+    pii_key: str | None = Field(default=None, repr=False)
+    pii_key_file: Path | None = None
     # SPEC §5–6 constants (siyu.metrics.constants): `[metric] t1 = 45` in siyu.toml or
     # SIYU_METRIC__T1=45.
     metric: dict[str, int] = Field(default_factory=dict)

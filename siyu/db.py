@@ -94,6 +94,15 @@ def insert_ignore(conn: Connection, table: Any, values: dict[str, Any], returnin
 
 
 def make_engine(settings: Settings) -> Engine:
+    """An engine on the configured store, which knows where its PII key is (siyu.pii)."""
+    from siyu import pii
+
+    engine = _make_engine(settings)
+    pii.attach(engine, settings)
+    return engine
+
+
+def _make_engine(settings: Settings) -> Engine:
     url = settings.sqlalchemy_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)

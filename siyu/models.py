@@ -22,6 +22,7 @@ from siyu.identity.models import (
 from siyu.membership.models import Membership
 from siyu.orders.models import Order, OrderItem, Product
 from siyu.orgs.models import Brand, OrgUnit, Store
+from siyu.pii.models import PiiKey
 from siyu.referral.models import Referral
 from siyu.segments.models import Segment, SegmentMember
 from siyu.sop.models import Sop, SopEnrollment, SopVersion, StaffTask
@@ -69,6 +70,7 @@ __all__ = [
     "OutboxItem",
     "OrderItem",
     "OrgUnit",
+    "PiiKey",
     "Product",
     "QuarantinedIdentifier",
     "RecordIdentity",

@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 
 from siyu.auth import service
-from siyu.clikit import console, fail, settings
-from siyu.runtime import open_brand
+from siyu.clikit import console, fail, open_brand, settings
 
 app = typer.Typer(
     help="API tokens per integration (Bearer auth for /api/v1).", no_args_is_help=True

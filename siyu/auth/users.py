@@ -210,6 +210,18 @@ def principal(conn: Connection, *, user_id: int) -> Principal:
     )
 
 
+def principal_by_name(conn: Connection, *, brand_id: int, username: str) -> Principal:
+    """The principal of the enabled user `username` (`siyu customer show --as NAME`)."""
+    user_id = conn.execute(
+        select(User.id).where(
+            User.brand_id == brand_id, User.username == username, User.disabled_at.is_(None)
+        )
+    ).scalar_one_or_none()
+    if user_id is None:
+        raise UserError("as", f"no enabled console user named {username!r} (see `siyu user list`)")
+    return principal(conn, user_id=int(user_id))
+
+
 def set_password(conn: Connection, *, brand_id: int, username: str, password: str) -> bool:
     """Replace a user's password and end their sessions; False when there is no such user."""
     if len(password) < passwords.MIN_LENGTH:

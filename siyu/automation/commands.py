@@ -13,9 +13,8 @@ from sqlalchemy import Engine
 
 from siyu.automation import outbox
 from siyu.automation.adapters import Adapter
-from siyu.clikit import console, fail, settings
+from siyu.clikit import console, fail, open_brand, settings
 from siyu.config import Settings
-from siyu.runtime import open_brand
 
 
 def wecom_client(s: Settings, engine: Engine) -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, and_, func, select, text, update
 
+from siyu import pii
 from siyu.automation.adapters import (
     Adapter,
     InDoubt,
@@ -265,17 +266,39 @@ def _values(item: Claimed, outcome: Outcome, max_attempts: int, backoff: timedel
             now: datetime) -> tuple[str, dict[str, Any]]:  # fmt: skip
     """(kind, values to record) for one row's outcome; kind sent / failed / retrying."""
     attempts = item.attempts + 1
+    # A provider's message may quote the number it refused: stored masked (siyu.pii.redact).
     if isinstance(outcome, Refused):
         return "failed", {"status": "failed", "done_at": now, "attempts": attempts,
-                          "error": str(outcome)[:500]}  # fmt: skip
+                          "error": pii.redact(str(outcome))[:500]}  # fmt: skip
     if isinstance(outcome, Unavailable):
         if attempts >= max_attempts:
             return "failed", {"status": "failed", "done_at": now, "attempts": attempts,
-                              "error": f"gave up after {attempts} attempts: {outcome}"[:500]}  # fmt: skip
-        return "retrying", {"status": "pending", "attempts": attempts, "error": str(outcome)[:500],
+                              "error": pii.redact(f"gave up after {attempts} attempts: "
+                                                  f"{outcome}")[:500]}  # fmt: skip
+        return "retrying", {"status": "pending", "attempts": attempts,
+                            "error": pii.redact(str(outcome))[:500],
                             "not_before": now + backoff * 2 ** (attempts - 1)}  # fmt: skip
     return "sent", {"status": "sent", "done_at": now, "attempts": attempts, "error": None,
                     "result": {"reference": outcome.reference, **outcome.detail}}  # fmt: skip
+
+
+def _opened(
+    engine: Engine, rows: list[Claimed], worker: str
+) -> tuple[list[Outbound | None], dict[int, Outcome]]:
+    """Each row as the adapter gets it, its sealed payload values opened (`phone_sealed` →
+    `phone`); a value that cannot be opened refuses its row, with the reason."""
+    ring = pii.keyring(engine) if any(pii.has_sealed(r.payload) for r in rows) else None
+    opened: list[Outbound | None] = []
+    refused: dict[int, Outcome] = {}
+    for n, r in enumerate(rows):
+        try:
+            payload = pii.unsealed(ring, r.payload) if ring is not None else r.payload
+        except pii.PiiError as e:
+            opened.append(None)
+            refused[n] = Refused(str(e))
+            continue
+        opened.append(Outbound(r.dedup_key, r.customer_id, payload, r.id, worker))
+    return opened, refused
 
 
 def deliver(
@@ -307,11 +330,15 @@ def deliver(
         adapter = adapters.get(name)
         if adapter is None:
             return [Refused(f"no adapter named {name!r}") for _ in rows]
-        batch = [Outbound(r.dedup_key, r.customer_id, r.payload, r.id, worker) for r in rows]
+        # Sealed personal data (an SMS's phone) is opened here, in memory, for the adapter.
+        opened, refused = _opened(engine, rows, worker)
+        batch = [b for b in opened if b is not None]
         try:
-            return send_batch(adapter, batch, concurrency=concurrency)
+            sent = send_batch(adapter, batch, concurrency=concurrency) if batch else []
         except (Refused, Unavailable, InDoubt) as e:  # the whole batch
-            return [e for _ in rows]
+            sent = [e for _ in batch]
+        answers = iter(sent)
+        return [refused[n] if b is None else next(answers) for n, b in enumerate(opened)]
 
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
         futures = {name: pool.submit(run, name, rows) for name, rows in groups.items()}
@@ -367,6 +394,7 @@ def recover(
         adapter = adapters.get(name)
         if adapter is None:
             continue
+        # A lookup goes by key; the payload is passed as stored (sealed values stay sealed).
         try:
             receipts = lookup_batch(
                 adapter, [Outbound(r.dedup_key, r.customer_id, r.payload, r.id) for r in rows]

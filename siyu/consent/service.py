@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, select
 
+from siyu import pii
 from siyu.consent.models import OptOut
 
 OPT_OUT_WORDS = ("退订", "TD", "T", "取消订阅", "UNSUBSCRIBE")
@@ -25,10 +26,12 @@ def opt_out_from_reply(
 
     The SOP guards read opt-outs at send time, so nothing more is sent on that channel. Any
     inbound path (the SMS gateway's MO callback, a WeCom message) calls this with the sender's
-    identifier. Replying twice records one opt-out.
+    identifier, normalised (a phone in +86… form); a phone or email is stored as its hash, as
+    every fact's identifier is (siyu.pii). Replying twice records one opt-out.
     """
     if not is_opt_out_reply(message):
         return False
+    id_value = pii.stored_value(pii.keyring(conn), id_type, id_value)  # a phone: its hash
     key = hashlib.md5(f"reply|{channel}|{id_type}|{id_value}".encode()).hexdigest()
     exists = conn.execute(
         select(OptOut.id).where(OptOut.brand_id == brand_id, OptOut.row_key == key)

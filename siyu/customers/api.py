@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 
+from siyu import pii
 from siyu.api_errors import ApiError
 from siyu.app import AppContext, Caller, caller, context
 from siyu.audit import service as audit
@@ -33,7 +34,8 @@ async def search(
             if hits:
                 audit.record(
                     conn, brand_id=ctx.brand_id, actor=me.actor, action="pii.read",
-                    target="customer-search", detail={"query": q, "customers": [h.id for h in hits]},
+                    target="customer-search",
+                    detail={"query": pii.redact(q), "customers": [h.id for h in hits]},
                 )  # fmt: skip
         return {"items": [asdict(h) for h in hits], "total": len(hits), "limit": limit}
 

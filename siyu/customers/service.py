@@ -8,10 +8,11 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from siyu import pii
 from siyu.auth.principal import OutOfScope, Principal
 from siyu.bulk import temp_table
 from siyu.db import UTCDateTime
-from siyu.identity.normalize import InvalidIdentifier, normalize_phone, parse_key
+from siyu.identity.normalize import InvalidIdentifier, normalize, normalize_phone, parse_key
 
 
 class CustomerNotFound(LookupError):
@@ -81,7 +82,7 @@ def resolve_key_or_raise(conn: Connection, *, brand_id: int, key: str) -> tuple[
             "SELECT customer_id, status FROM identifier WHERE brand_id = :b AND id_type = :t "
             "AND value = :v"
         ),
-        {"b": brand_id, "t": id_type, "v": value},
+        {"b": brand_id, "t": id_type, "v": pii.stored_value(pii.keyring(conn), id_type, value)},
     ).first()
     if row is None:
         raise CustomerNotFound(f"no customer has {id_type}:{value}")
@@ -103,6 +104,7 @@ def resolve_keys(
     """
     bad: list[tuple[str, str, str]] = []
     rows: list[tuple[int, int | None, str | None, str | None]] = []
+    ring = pii.keyring(conn)
     for n, (_where, key) in enumerate(keys):
         key = key.strip()
         if key.isdigit():
@@ -113,7 +115,7 @@ def resolve_keys(
         except InvalidIdentifier as e:
             bad.append((_where, key, str(e)))
             continue
-        rows.append((n, None, id_type, value))
+        rows.append((n, None, id_type, pii.stored_value(ring, id_type, value)))
     temp_table(
         conn,
         "_customer_keys",
@@ -151,27 +153,28 @@ def get_view(
     """The customer's 360; with `store_ids`, connections and orders of other stores are left
     out (connections without a store, e.g. an official-account follow, and online orders stay)."""
     b = {"b": brand_id, "c": customer_id}
+    ring = pii.keyring(conn)
     prof = conn.execute(
-        text("SELECT name, gender, city FROM customer WHERE id = :c AND brand_id = :b"), b
+        text("SELECT name_sealed, gender, city FROM customer WHERE id = :c AND brand_id = :b"), b
     ).one()
     rows = conn.execute(
         text(
-            "SELECT r.id, r.record_key, r.source, i.id_type, i.value, i.status FROM source_record r "
-            "LEFT JOIN record_identity ri ON ri.record_id = r.id "
+            "SELECT r.id, r.record_key, r.source, i.id_type, i.value, i.value_sealed, i.status "
+            "FROM source_record r LEFT JOIN record_identity ri ON ri.record_id = r.id "
             "LEFT JOIN identifier i ON i.id = ri.identifier_id "
             "WHERE r.brand_id = :b AND r.customer_id = :c ORDER BY r.id, i.id_type"
         ),
         b,
     ).all()
     records: dict[int, RecordView] = {}
-    for rid, key, source, ty, val, status in rows:
-        rec = records.setdefault(rid, RecordView(rid, key, source, []))
+    for rid, key, source, ty, val, sealed, status in rows:
+        rec = records.setdefault(rid, RecordView(rid, _record_key(ring, key, sealed), source, []))
         if ty is not None:
-            rec.identifiers.append((ty, val, status))
+            rec.identifiers.append((ty, pii.shown(ring, val, sealed) or val, status))
     view = CustomerView(
         id=customer_id,
         redirected_from=None,
-        name=prof[0],
+        name=ring.open_or_none(prof[0]),
         gender=prof[1],
         city=prof[2],
         records=list(records.values()),
@@ -191,6 +194,48 @@ def get_view(
                 )
                 view.not_merging.append((ty, val, why))
     return view
+
+
+def masked(view: CustomerView) -> CustomerView:
+    """The 360 as a role without the right to personal data sees it (SPEC §12): phones
+    138****8000, emails w***@example.com, names 王** — everywhere they appear."""
+
+    def ident(ty: str, val: str) -> str:
+        return pii.mask(ty, val) or val
+
+    def key(k: str) -> str:
+        kind, _, value = k[4:].partition(":") if k.startswith("ref:") else ("", "", "")
+        return f"ref:{kind}:{ident(kind, value)}" if pii.is_pii(kind) else k
+
+    def via(v: str) -> str:
+        ty, _, value = v.partition(":")
+        return f"{ty}:{ident(ty, value)}"
+
+    records = [
+        RecordView(r.id, key(r.key), r.source, [(t, ident(t, v), s) for t, v, s in r.identifiers])
+        for r in view.records
+    ]
+    return CustomerView(
+        id=view.id,
+        redirected_from=view.redirected_from,
+        name=pii.mask_name(view.name),
+        gender=view.gender,
+        city=view.city,
+        records=records,
+        links=[Link(x.frm, x.to, via(x.via)) for x in view.links],
+        connections=view.connections,
+        orders=view.orders,
+        not_merging=[(t, ident(t, v), why) for t, v, why in view.not_merging],
+    )
+
+
+def _record_key(ring: pii.Keyring, key: str, sealed: str | None) -> str:
+    """A reference record is named after its one identifier (`ref:phone:<hash>`): show the
+    value instead of the hash."""
+    kind, _, _ = key[4:].partition(":") if key.startswith("ref:") else ("", "", "")
+    if pii.is_pii(kind) and sealed is not None:
+        return f"ref:{kind}:{ring.open_(sealed)}"
+    return key
 
 
 def explain(records: list[RecordView]) -> list[Link]:
@@ -371,11 +416,17 @@ class SearchHit:
 def search(
     conn: Connection, *, principal: Principal, query: str, limit: int = 50
 ) -> list[SearchHit]:
-    """Customers by id, phone (whole, or the last 4+ digits), name (part) or any identifier
-    value (`type:value` or the bare value), within `principal`'s scope."""
+    """Customers by id, phone (whole, or the last 4+ digits), name (whole) or any identifier
+    value (`type:value` or the bare value), within `principal`'s scope.
+
+    Phones, emails and names are stored hashed (siyu.pii), so they are found by the hash of
+    what is typed: a whole phone or email by its lookup hash, a name by its hash (the whole
+    name, as stored), trailing digits through the blind index of a phone's last four digits,
+    whose few candidates are opened and checked against every digit typed."""
     q = query.strip()
     if not q:
         return []
+    ring = pii.keyring(conn)
     b = principal.brand_id
     clauses: list[tuple[str, str]] = []
     params: dict[str, Any] = {"b": b}
@@ -385,7 +436,7 @@ def search(
             id_type, value = parse_key(q)
         except InvalidIdentifier:
             return []
-        params.update(t=id_type, v=value)
+        params.update(t=id_type, v=pii.stored_value(ring, id_type, value))
         clauses.append(("identifier", "SELECT customer_id AS cid FROM identifier WHERE brand_id = :b "
                         "AND id_type = :t AND value = :v"))  # fmt: skip
     else:
@@ -397,19 +448,28 @@ def search(
                 )
             phone = normalize_phone(digits) if len(digits) >= 11 else None
             if phone:
-                params["phone"] = phone
+                params["phone"] = ring.lookup_hash("phone", phone)
                 clauses.append(("phone", "SELECT customer_id AS cid FROM identifier WHERE "
                                 "brand_id = :b AND id_type = 'phone' AND value = :phone"))  # fmt: skip
             elif len(digits) >= 4:
-                params["tail"] = "%" + digits
-                clauses.append(("phone", "SELECT customer_id AS cid FROM identifier WHERE "
-                                "brand_id = :b AND id_type = 'phone' AND value LIKE :tail"))  # fmt: skip
-        params["name"] = "%" + q.replace("%", "").replace("_", "") + "%"
-        params["v"] = q
+                ids = _phones_ending(conn, ring, b, digits)
+                clauses.append(("phone", "SELECT id AS cid FROM customer WHERE brand_id = :b AND "
+                                f"id IN ({', '.join(map(str, ids)) or 'NULL'})"))  # fmt: skip
+        params["name"] = pii.name_hash(ring, q)
         clauses.append(("name", "SELECT id AS cid FROM customer WHERE brand_id = :b AND "
-                        "merged_into_id IS NULL AND name LIKE :name"))  # fmt: skip
+                        "merged_into_id IS NULL AND name_hash = :name"))  # fmt: skip
+        bare = {q}  # a bare value: as typed, or the hash of the phone or email it spells
+        for id_type in pii.PII_ID_TYPES:
+            if id_type == "phone" and "phone" in params:
+                continue  # matched as a phone above
+            try:
+                bare.add(ring.lookup_hash(id_type, normalize(id_type, q)))
+            except InvalidIdentifier:
+                pass
+        names = [f"v{n}" for n in range(len(bare))]
+        params.update(zip(names, sorted(bare), strict=True))
         clauses.append(("identifier", "SELECT customer_id AS cid FROM identifier WHERE "
-                        "brand_id = :b AND value = :v"))  # fmt: skip
+                        f"brand_id = :b AND value IN ({', '.join(':' + n for n in names)})"))  # fmt: skip
     matches = " UNION ALL ".join(
         f"SELECT cid, '{label}' AS matched FROM ({sql}) m{n}"
         for n, (label, sql) in enumerate(clauses)
@@ -421,16 +481,32 @@ def search(
         params.update(scope[1])
     rows = conn.execute(
         text(
-            f"SELECT c.id, min(h.matched), c.name, c.city, "
-            " (SELECT min(p.value) FROM identifier p WHERE p.brand_id = :b AND p.id_type = 'phone' "
-            "  AND p.customer_id = c.id) "
+            f"SELECT c.id, min(h.matched), c.name_sealed, c.city, "
+            " (SELECT p.value_sealed FROM identifier p WHERE p.brand_id = :b AND p.id_type = 'phone' "
+            "  AND p.customer_id = c.id ORDER BY p.id LIMIT 1) "
             f"FROM ({matches}) h JOIN customer c ON c.id = h.cid "
             f"WHERE c.brand_id = :b AND c.merged_into_id IS NULL{where} "
-            "GROUP BY c.id, c.name, c.city ORDER BY c.id LIMIT :limit"
+            "GROUP BY c.id, c.name_sealed, c.city ORDER BY c.id LIMIT :limit"
         ),
         {**params, "limit": limit},
     ).all()
-    return [SearchHit(int(r[0]), r[2], r[4], r[3], r[1]) for r in rows]
+    return [
+        SearchHit(int(r[0]), ring.open_or_none(r[2]), ring.open_or_none(r[4]), r[3], r[1])
+        for r in rows
+    ]
+
+
+def _phones_ending(conn: Connection, ring: pii.Keyring, brand_id: int, digits: str) -> list[int]:
+    """Customers with a phone ending in `digits` (4 or more): the blind index of the last four
+    gives the candidates, their sealed numbers say which really end so."""
+    rows = conn.execute(
+        text(
+            "SELECT customer_id, value_sealed FROM identifier WHERE brand_id = :b "
+            "AND tail_hash = :t AND id_type = 'phone' AND customer_id IS NOT NULL"
+        ),
+        {"b": brand_id, "t": pii.tail_hash(ring, digits)},
+    ).all()
+    return sorted({int(c) for c, sealed in rows if sealed and ring.open_(sealed).endswith(digits)})
 
 
 def orders(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.db import Base, BigId, RowHashed, Tracked, UTCDateTime, utcnow
@@ -39,7 +39,9 @@ class SourceRecord(RowHashed, Base):
     brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"), index=True)
     record_key: Mapped[str] = mapped_column(String(200))
     source: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str | None] = mapped_column(String(200))
+    # The name sealed for display, and its keyed hash for comparing (siyu.pii).
+    name_hash: Mapped[str | None] = mapped_column(String(64))
+    name_sealed: Mapped[str | None] = mapped_column(Text)
     gender: Mapped[str | None] = mapped_column(String(16))
     birthday: Mapped[date | None] = mapped_column(Date)
     city: Mapped[str | None] = mapped_column(String(100))
@@ -57,15 +59,24 @@ class Identifier(Tracked, Base):
     merge or an unmerge never rewrites fact rows. status: linked (merges the records that carry
     it), quarantined (K-guard, SPEC §4: merges nothing, resolves to no customer), unlinked (an
     operator's unmerge: merges nothing, resolves to the oldest customer carrying it).
+
+    Personal values (phone, email: siyu.pii.PII_ID_TYPES) are stored as their keyed hash in
+    `value`, here and in every fact; `value_sealed` holds the value for display, and a
+    phone's `tail_hash` indexes its last four digits for search.
     """
 
     __tablename__ = "identifier"
-    __table_args__ = (UniqueConstraint("brand_id", "id_type", "value"),)
+    __table_args__ = (
+        UniqueConstraint("brand_id", "id_type", "value"),
+        Index("ix_identifier_brand_id_tail_hash", "brand_id", "tail_hash"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"))
     id_type: Mapped[str] = mapped_column(String(32))
     value: Mapped[str] = mapped_column(String(200))
+    value_sealed: Mapped[str | None] = mapped_column(Text)
+    tail_hash: Mapped[str | None] = mapped_column(String(64))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="linked")
 

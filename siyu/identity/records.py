@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, delete, select, update
 
+from siyu import pii
 from siyu.identity.models import IDENTITY_TYPES, Identifier, RecordIdentity, SourceRecord
 from siyu.identity.normalize import InvalidIdentifier, normalize
 
@@ -29,10 +30,14 @@ def upsert_record(
 
     A None identifier value leaves that type as it is (a source that did not send it has not
     said it changed), an invalid one is skipped; profile fields are updated only when given.
+    A name is stored sealed with its hash; a phone or email as its hash, sealed beside it in
+    the identifier (siyu.pii).
     """
     now = datetime.now(UTC)
+    ring = pii.keyring(conn)
+    name_hash = pii.name_hash(ring, name or None)
     rec = conn.execute(
-        select(SourceRecord.id, SourceRecord.name, SourceRecord.gender).where(
+        select(SourceRecord.id, SourceRecord.name_hash, SourceRecord.gender).where(
             SourceRecord.brand_id == brand_id, SourceRecord.record_key == record_key
         )
     ).first()
@@ -44,7 +49,8 @@ def upsert_record(
                     brand_id=brand_id,
                     record_key=record_key,
                     source=source,
-                    name=name,
+                    name_hash=name_hash,
+                    name_sealed=ring.seal(name) if name else None,
                     gender=gender,
                     created_at=now,
                     updated_at=now,
@@ -54,9 +60,11 @@ def upsert_record(
         )
     else:
         record_id = int(rec.id)
-        changes = {
-            k: v for k, v in (("name", name), ("gender", gender)) if v and getattr(rec, k) != v
-        }
+        changes: dict[str, str | None] = {}
+        if name and rec.name_hash != name_hash:
+            changes.update(name_hash=name_hash, name_sealed=ring.seal(name))
+        if gender and rec.gender != gender:
+            changes["gender"] = gender
         if changes:
             conn.execute(
                 update(SourceRecord)
@@ -72,7 +80,7 @@ def upsert_record(
             value = normalize(id_type, raw)
         except InvalidIdentifier:
             continue  # an unusable value (a malformed phone) identifies no one
-        ident = _identifier_id(conn, brand_id, id_type, value)
+        ident = identifier_id(conn, ring, brand_id=brand_id, id_type=id_type, value=value)
         current = conn.execute(
             select(RecordIdentity.identifier_id).where(
                 RecordIdentity.record_id == record_id, RecordIdentity.id_type == id_type
@@ -97,20 +105,34 @@ def upsert_record(
     return record_id
 
 
-def _identifier_id(conn: Connection, brand_id: int, id_type: str, value: str) -> int:
+def identifier_id(
+    conn: Connection, ring: pii.Keyring, *, brand_id: int, id_type: str, value: str
+) -> int:
+    """The identifier row of a normalised value, created when new: a phone or email stored as
+    its hash with the value sealed beside it (siyu.pii)."""
+    stored = pii.stored_value(ring, id_type, value)
     found = conn.execute(
         select(Identifier.id).where(
             Identifier.brand_id == brand_id,
             Identifier.id_type == id_type,
-            Identifier.value == value,
+            Identifier.value == stored,
         )
     ).scalar_one_or_none()
     if found is not None:
         return int(found)
+    sealed = ring.seal(value) if pii.is_pii(id_type) else None
+    tail = pii.tail_hash(ring, value) if id_type == "phone" else None
     return int(
         conn.execute(
             Identifier.__table__.insert()
-            .values(brand_id=brand_id, id_type=id_type, value=value, status="linked")
+            .values(
+                brand_id=brand_id,
+                id_type=id_type,
+                value=stored,
+                value_sealed=sealed,
+                tail_hash=tail,
+                status="linked",
+            )  # fmt: skip
             .returning(Identifier.id)
         ).scalar_one()
     )

@@ -21,6 +21,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sqlalchemy import Connection, Engine, select, text, update
 
+from siyu import pii
 from siyu.bulk import bulk_load, fetch_int_columns, int_table, temp_table
 from siyu.customers.models import Customer
 from siyu.db import bind_ts
@@ -30,7 +31,8 @@ from siyu.identity.models import Identifier, IdentityPass, SourceRecord
 
 # Profile attributes merge by source priority, then the most recent non-null (SPEC §4).
 PROFILE_PRIORITY = ("pos", "mp", "wecom", "oa", "tmall", "jd", "douyin", "youzan")
-PROFILE_FIELDS = ("name", "gender", "birthday", "city")
+# A name is its sealed value and its hash, null together: both come from the same record.
+PROFILE_FIELDS = ("name_hash", "name_sealed", "gender", "birthday", "city")
 
 STATUSES = ("linked", "unlinked", "quarantined")  # identifier.status by code
 STATUS_CODE = (
@@ -633,7 +635,8 @@ def _edited_customers(conn: Connection, brand_id: int, since: datetime | None) -
 
 
 def _merge_profiles(conn: Connection, brand_id: int, customer_ids: np.ndarray) -> None:
-    """Name, gender, birthday, city: best-priority source first, then the most recent value."""
+    """Name (sealed, with its hash), gender, birthday, city: best-priority source first, then
+    the most recent value."""
     if len(customer_ids) == 0:
         return
     int_table(conn, "touched_customer", ["id"], [customer_ids])
@@ -672,9 +675,13 @@ def unmerge(
     note: str | None = None,
     full: bool = False,
 ) -> ResolutionResult:
-    """Stop `type:value` from merging anything and re-resolve: its customer splits (SPEC §4)."""
+    """Stop `type:value` from merging anything and re-resolve: its customer splits (SPEC §4).
+
+    `value` is the normalised value as a user types it; a phone or email is looked up by its
+    hash (siyu.pii)."""
     with engine.begin() as conn:
-        ident = _identifier_id_or_raise(conn, brand_id, id_type, value)
+        shown, value = value, pii.stored_value(pii.keyring(conn), id_type, value)
+        ident = _identifier_id_or_raise(conn, brand_id, id_type, value, shown)
         exists = conn.execute(
             text(
                 "SELECT 1 FROM identifier_override WHERE brand_id = :b AND id_type = :t AND value = :v"
@@ -682,7 +689,7 @@ def unmerge(
             {"b": brand_id, "t": id_type, "v": value},
         ).first()
         if exists:
-            raise IdentityError(f"{id_type}:{value} is already unmerged; `relink` undoes that")
+            raise IdentityError(f"{id_type}:{shown} is already unmerged; `relink` undoes that")
         conn.execute(
             text(
                 "INSERT INTO identifier_override (brand_id, id_type, value, created_at, note) "
@@ -698,6 +705,7 @@ def relink(
 ) -> ResolutionResult:
     """Undo an unmerge: the value merges again and the customers it joins become one."""
     with engine.begin() as conn:
+        shown, value = value, pii.stored_value(pii.keyring(conn), id_type, value)
         gone = conn.execute(
             text(
                 "DELETE FROM identifier_override WHERE brand_id = :b AND id_type = :t AND value = :v"
@@ -705,18 +713,20 @@ def relink(
             {"b": brand_id, "t": id_type, "v": value},
         ).rowcount
         if not gone:
-            raise IdentityError(f"{id_type}:{value} was not unmerged; nothing to relink")
-        ident = _identifier_id_or_raise(conn, brand_id, id_type, value)
+            raise IdentityError(f"{id_type}:{shown} was not unmerged; nothing to relink")
+        ident = _identifier_id_or_raise(conn, brand_id, id_type, value, shown)
         return _resolve(conn, brand_id, k_guard, full=full, also=(ident,))
 
 
-def _identifier_id_or_raise(conn: Connection, brand_id: int, id_type: str, value: str) -> int:
+def _identifier_id_or_raise(
+    conn: Connection, brand_id: int, id_type: str, value: str, shown: str
+) -> int:
     found = conn.execute(
         text("SELECT id FROM identifier WHERE brand_id = :b AND id_type = :t AND value = :v"),
         {"b": brand_id, "t": id_type, "v": value},
     ).scalar_one_or_none()
     if found is None:
-        raise IdentityError(f"no record carries {id_type}:{value}")
+        raise IdentityError(f"no record carries {id_type}:{shown}")
     return int(found)
 
 
@@ -729,11 +739,17 @@ class QuarantineRow:
 
 
 def quarantined(conn: Connection, *, brand_id: int) -> list[QuarantineRow]:
+    """Quarantined values with their per-source counts; phones and emails opened for display."""
+    ring = pii.keyring(conn)
     rows = conn.execute(
         text(
-            "SELECT id_type, value, source, record_count FROM quarantined_identifier "
-            "WHERE brand_id = :b ORDER BY id_type, value, record_count DESC, source"
+            "SELECT q.id_type, q.value, i.value_sealed, q.source, q.record_count "
+            "FROM quarantined_identifier q LEFT JOIN identifier i ON i.brand_id = q.brand_id "
+            " AND i.id_type = q.id_type AND i.value = q.value WHERE q.brand_id = :b"
         ),
         {"b": brand_id},
     ).all()
-    return [QuarantineRow(*r) for r in rows]
+    out = [
+        QuarantineRow(t, pii.shown(ring, v, sealed) or v, src, n) for t, v, sealed, src, n in rows
+    ]
+    return sorted(out, key=lambda r: (r.id_type, r.value, -r.record_count, r.source))

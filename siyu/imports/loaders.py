@@ -9,6 +9,7 @@ from datetime import datetime
 import duckdb
 from sqlalchemy import Connection, Table, text
 
+from siyu import pii
 from siyu.automation.models import Delivery
 from siyu.bulk import bulk_load
 from siyu.channels.models import Channel, ChannelCost, ChannelReach
@@ -17,6 +18,7 @@ from siyu.connections.models import Connection as ConnectionRow
 from siyu.consent.models import OptOut
 from siyu.events.models import Interaction, SurveyResponse
 from siyu.identity.models import IDENTITY_TYPES, Identifier, RecordIdentity, SourceRecord
+from siyu.imports import protect
 from siyu.imports import upsert as up
 from siyu.imports.specs import FileSpec, Ref
 from siyu.imports.validate import Check, _lit, raw
@@ -40,7 +42,16 @@ class Context:
     conn: Connection
     brand_id: int
     now: datetime
-    source: str  # the validated DuckDB table
+    source: str  # the validated DuckDB table, personal values hashed (siyu.imports.protect)
+    spec: FileSpec
+    ring: pii.Keyring
+
+    def add_identifiers(self, source: str) -> None:
+        """Identifiers (hash + sealed value) for the phones and emails facts of `source` name."""
+        protect.add_identifiers(
+            self.duck, self.conn, self.ring, spec=self.spec, source=source,
+            brand_id=self.brand_id, now=self.now,
+        )  # fmt: skip
 
 
 def ref_checks(spec: FileSpec) -> list[Check]:
@@ -136,6 +147,7 @@ def _simple(
                 return Applied(0, 0)
             staged_cols = [*cols, up.integer(up.HASH)]
             fresh = not up.brand_has_rows(ctx.conn, where, ctx.brand_id)
+        ctx.add_identifiers(source)
         if fresh:
             if "changed_at" in target.c:
                 constants["changed_at"] = ctx.now
@@ -187,10 +199,12 @@ def _ref_cols(prefix: str = "") -> list[up.StageCol]:
 def apply_records(ctx: Context) -> Applied:
     """Records and the identifiers they carry; a changed identifier set counts as an update."""
     conn, b = ctx.conn, {"b": ctx.brand_id}
+    # Phones and emails arrive hashed, the name with its hash (siyu.imports.protect): the row
+    # hash and every comparison below see hashes; names are sealed for the rows stored.
     rec_cols = [
         up.text("record_key", "record_id"),
         up.text("source"),
-        up.text("name"),
+        up.text("name_hash"),
         up.text("gender"),
         up.day("birthday"),
         up.text("city"),
@@ -208,29 +222,44 @@ def apply_records(ctx: Context) -> Applied:
     if up.count(ctx.duck, source) == 0:
         return Applied(0, 0)
     fresh = not up.brand_has_rows(conn, where, ctx.brand_id)
-    rec_cols.append(up.integer(up.HASH))
+    protect.seal_column(ctx.duck, ctx.ring, source, "name", "name_sealed")
+    rec_cols += [up.text("name_sealed"), up.integer(up.HASH)]
     unpivot = " UNION ALL ".join(
-        f"SELECT record_id, '{t}' AS id_type, \"{t}\" AS value FROM {source} "
-        f'WHERE "{t}" IS NOT NULL'
+        f"SELECT record_id, '{t}' AS id_type, \"{t}\" AS value, "
+        + (f'"{t}{protect.CLEAR}"' if pii.is_pii(t) else "NULL::VARCHAR")
+        + f' AS clear FROM {source} WHERE "{t}" IS NOT NULL'
         for t in IDENTITY_TYPES
     )
-    ctx.duck.execute(f"CREATE OR REPLACE TABLE ident_{ctx.source} AS {unpivot}")
+    ident = f"ident_{ctx.source}"
+    ctx.duck.execute(f"CREATE OR REPLACE TABLE {ident} AS {unpivot}")
+    protect.seal_column(ctx.duck, ctx.ring, ident, "clear", "sealed")
+    ctx.duck.execute(
+        f"CREATE OR REPLACE TABLE {ident} AS SELECT record_id, id_type, value, sealed, "
+        f"{protect.tail_expr('id_type', 'clear')} AS tail FROM {ident}"
+    )
     up.stage(
         ctx.duck,
         conn,
         "stage_ident",
-        [up.text("record_key", "record_id"), up.text("id_type"), up.text("value")],
-        f"ident_{ctx.source}",
+        [
+            up.text("record_key", "record_id"),
+            up.text("id_type"),
+            up.text("value"),
+            up.text("sealed"),
+            up.text("tail"),
+        ],
+        ident,
         order_by=["id_type", "value"],
     )
-    n_ident = up.count(ctx.duck, f"ident_{ctx.source}")
+    n_ident = up.count(ctx.duck, ident)
     with bulk_load(conn, Identifier.__table__, n_ident if fresh else 0):
         conn.execute(
             text(
-                "INSERT INTO identifier (brand_id, id_type, value, status, changed_at) "
-                "SELECT DISTINCT :b, s.id_type, s.value, 'linked', :now FROM stage_ident s"
-                " WHERE NOT EXISTS (SELECT 1 FROM identifier i WHERE i.brand_id = :b"
-                " AND i.id_type = s.id_type AND i.value = s.value)"
+                "INSERT INTO identifier (brand_id, id_type, value, value_sealed, tail_hash, "
+                "status, changed_at) "
+                "SELECT DISTINCT :b, s.id_type, s.value, s.sealed, s.tail, 'linked', :now "
+                "FROM stage_ident s WHERE NOT EXISTS (SELECT 1 FROM identifier i "
+                "WHERE i.brand_id = :b AND i.id_type = s.id_type AND i.value = s.value)"
             ),
             {**b, "now": ctx.now},
         )
@@ -261,7 +290,8 @@ def apply_records(ctx: Context) -> Applied:
     conn.execute(text("DROP TABLE IF EXISTS changed_records"))
     conn.execute(text("CREATE TEMPORARY TABLE changed_records (record_id BIGINT PRIMARY KEY)"))
     differs = " OR ".join(
-        f"r.{c} IS DISTINCT FROM s.{c}" for c in ("source", "name", "gender", "birthday", "city")
+        f"r.{c} IS DISTINCT FROM s.{c}"
+        for c in ("source", "name_hash", "gender", "birthday", "city")
     )
     conn.execute(
         text(
@@ -290,6 +320,7 @@ def apply_records(ctx: Context) -> Applied:
         constants={"brand_id": ctx.brand_id, "created_at": ctx.now},
         now=ctx.now,
         on_update={"updated_at": ctx.now},
+        carried=("name_sealed",),  # sealed anew each time: compared through name_hash
     )
     conn.execute(
         text(
@@ -374,6 +405,7 @@ def apply_order_items(ctx: Context) -> Applied:
 def apply_referrals(ctx: Context) -> Applied:
     """First touch (DATA_FORMAT.md): a stored referral changes only to an earlier touch."""
     cols = [*_ref_cols("referrer_"), *_ref_cols("invitee_"), up.timestamp("created_at")]
+    ctx.add_identifiers(ctx.source)
     staged = up.stage(ctx.duck, ctx.conn, "stage_referrals", cols, ctx.source)
     target = Referral.__table__
     ins, upd = up.upsert(

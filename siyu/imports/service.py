@@ -16,10 +16,11 @@ from pathlib import Path
 import duckdb
 from sqlalchemy import Engine
 
+from siyu import pii
 from siyu.events import facts as fact_events
 from siyu.identity import service as identity_service
 from siyu.identity.normalize import DUCKDB_MACROS
-from siyu.imports import loaders
+from siyu.imports import loaders, protect
 from siyu.imports.reader import FileUnreadable, load
 from siyu.imports.specs import BY_NAME, SPECS
 from siyu.imports.validate import validate
@@ -116,6 +117,8 @@ def import_directory(
     duck.execute(f"SET TimeZone = '{_safe_tz(timezone)}'")
     duck.execute("SET preserve_insertion_order = true")
     duck.execute(DUCKDB_MACROS)
+    ring = pii.keyring(engine)
+    duck.execute(ring.duckdb_macros())  # siyu_lookup_hash: phones and emails leave hashed
     summary = ImportSummary()
     now = datetime.now(UTC)
     for name, path in files:
@@ -131,9 +134,18 @@ def import_directory(
                 loaders.load_ref_maps(duck, conn, brand_id)
                 notify(path.name, "validating")
                 ok = validate(duck, loaded, spec, loaders.ref_checks(spec), path.name)
+                protect.hash_columns(duck, ok, spec)
                 notify(path.name, "storing")
                 applied = loaders.APPLY[name](
-                    loaders.Context(duck=duck, conn=conn, brand_id=brand_id, now=now, source=ok)
+                    loaders.Context(
+                        duck=duck,
+                        conn=conn,
+                        brand_id=brand_id,
+                        now=now,
+                        source=ok,
+                        spec=spec,
+                        ring=ring,
+                    )  # fmt: skip
                 )
                 if name == "stores":
                     org_service.sync_org_tree(conn, brand_id=brand_id)

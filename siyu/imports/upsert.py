@@ -265,6 +265,7 @@ def upsert(
     on_update: dict[str, Any] | None = None,
     update_when: Any = None,
     fresh: bool = False,
+    carried: Sequence[str] = (),
 ) -> tuple[int, int]:
     """Apply staged rows to target by natural key; returns (inserted, updated).
 
@@ -273,6 +274,8 @@ def upsert(
     (first-touch referrals update only to an earlier touch). A target with `changed_at`
     (siyu.db.Tracked) gets `now` there on insert and on every real update. `fresh`: the caller
     knows no staged key is stored yet (the brand has no rows): a plain INSERT … SELECT.
+    `carried` columns are written with a row but never compared: a sealed value differs on
+    every import (fresh nonce), its hash beside it says whether the value changed.
     """
     if "changed_at" in target.c:
         on_update = {**(on_update or {}), "changed_at": now}
@@ -292,11 +295,11 @@ def upsert(
     ]
     match = and_(*scope, *(target.c[k] == staged.c[k] for k in key))
     updated = 0
-    changing = [c for c in columns if c not in key and c != HASH]
+    changing = [c for c in columns if c not in key and c != HASH and c not in carried]
     if changing:
         differs = or_(*(target.c[c].is_distinct_from(staged.c[c]) for c in changing))
         cond = and_(match, differs) if update_when is None else and_(match, differs, update_when)
-        values: dict[str, Any] = {c: staged.c[c] for c in changing}
+        values: dict[str, Any] = {c: staged.c[c] for c in [*changing, *carried]}
         if HASH in columns:
             values[HASH] = staged.c[HASH]
         values.update(on_update or {})

@@ -8,14 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from siyu.clikit import as_of_day, console, metric_constants, settings
+from siyu.clikit import as_of_day, console, metric_constants, open_brand, settings
 from siyu.glossary import zh
 from siyu.lifecycle import service
 from siyu.lifecycle.service import GONE, NEW, Snapshot
 from siyu.metrics.constants import Constants
 from siyu.metrics.report import LIFECYCLE_STAGES
 from siyu.metrics.scope import Scope
-from siyu.runtime import open_brand
 from siyu.warehouse.service import open_synced
 
 

@@ -15,10 +15,9 @@ import typer
 from rich.table import Table
 
 from siyu.audit import service as audit
-from siyu.clikit import cli_actor, console, fail, metric_constants, settings
+from siyu.clikit import cli_actor, console, fail, metric_constants, open_brand, settings
 from siyu.config import Settings
 from siyu.metrics.scope import Scope
-from siyu.runtime import open_brand
 from siyu.segments import evaluate, service
 from siyu.segments.rules import FIELDS, Node
 from siyu.segments.service import SegmentError

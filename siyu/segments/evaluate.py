@@ -19,16 +19,18 @@ import numpy as np
 from siyu.lifecycle.service import fresh_snapshot
 from siyu.metrics.constants import Constants
 from siyu.metrics.scope import Scope, install
+from siyu.pii import mask_name, mask_phone
 from siyu.segments.compiler import Compiled, compile_rule
 from siyu.segments.rules import Node
 from siyu.warehouse.duck import run
 
-# What a preview or an export shows of each member (PII masked unless asked otherwise).
+# What a preview or an export shows of each member (PII masked unless asked otherwise). Names
+# and phones are stored sealed; siyu_pii_open (installed by the warehouse sync) opens them.
 PROFILE_SQL = """
 WITH members AS (
 {members}
 ), phones AS (
-    SELECT customer_id, min(value) AS phone FROM identifiers
+    SELECT customer_id, arg_min(value_sealed, id) AS phone FROM identifiers
     WHERE brand_id = $brand_id AND id_type = 'phone' AND customer_id IS NOT NULL
     GROUP BY customer_id
 ), bought AS (
@@ -37,7 +39,8 @@ WITH members AS (
     FROM v_orders WHERE paid AND customer_id IS NOT NULL AND created_at < $end
     GROUP BY customer_id
 )
-SELECT m.customer_id, p.name, ph.phone, p.city, p.gender,
+SELECT m.customer_id, siyu_pii_open(p.name_sealed) AS name, siyu_pii_open(ph.phone) AS phone,
+       p.city, p.gender,
        coalesce(b.paid_orders, 0) AS paid_orders, coalesce(b.net_fen, 0) AS net_fen,
        b.last_order_day
 FROM members m
@@ -122,23 +125,6 @@ def profiles(
             r["phone"] = mask_phone(r["phone"])
         out.append(r)
     return out
-
-
-def mask_phone(phone: str | None) -> str | None:
-    """+8613800138000 → 138****8000 (PIPL: a preview never shows a whole phone number)."""
-    if not phone:
-        return phone
-    digits = phone[3:] if phone.startswith("+86") else phone.lstrip("+")
-    if len(digits) < 8:
-        return "*" * len(digits)
-    return f"{digits[:3]}****{digits[-4:]}"
-
-
-def mask_name(name: str | None) -> str | None:
-    """王小明 → 王**; a one-character name is shown as *."""
-    if not name:
-        return name
-    return name[0] + "*" * (len(name) - 1) if len(name) > 1 else "*"
 
 
 def within(con: duckdb.DuckDBPyConnection, ev: Evaluation, ids: list[int] | None) -> Evaluation:

@@ -14,9 +14,8 @@ import typer
 from rich.table import Table
 from sqlalchemy import select, update
 
-from siyu.clikit import console, fail, settings
+from siyu.clikit import console, fail, open_brand, settings
 from siyu.db import utcnow
-from siyu.runtime import open_brand
 from siyu.sop import engine as sop_engine
 from siyu.sop import report as sop_report
 from siyu.sop import service

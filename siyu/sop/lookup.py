@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from siyu import pii
 from siyu.bulk import temp_table
 from siyu.db import bind_ts as ts  # noqa: F401 (the SOP modules' name for it)
 from siyu.db import read_ts as as_utc  # noqa: F401
@@ -36,17 +37,19 @@ def stage_ids(conn: Connection, ids: Iterable[int]) -> None:
 
 
 def profiles(conn: Connection, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """What a message template may say of a customer; the name opened from its seal."""
     stage_ids(conn, ids)
     rows = conn.execute(
         text(
-            "SELECT c.id, c.name, c.gender, c.city, c.birthday FROM customer c "
+            "SELECT c.id, c.name_sealed, c.gender, c.city, c.birthday FROM customer c "
             "WHERE c.id IN (SELECT customer_id FROM sop_ids)"
         )
     ).all()
+    ring = pii.keyring(conn) if rows else None
     return {
         int(r[0]): {
             "id": int(r[0]),
-            "name": r[1] or "",
+            "name": (ring.open_(r[1]) if ring and r[1] else ""),
             "gender": r[2] or "",
             "city": r[3] or "",
             "birthday": str(r[4]) if r[4] else "",
@@ -82,17 +85,22 @@ def owners(conn: Connection, brand_id: int, ids: list[int], at: datetime) -> dic
     return out
 
 
-def phones(conn: Connection, brand_id: int, ids: list[int]) -> dict[int, str]:
+def phones(conn: Connection, brand_id: int, ids: list[int]) -> dict[int, tuple[str, str]]:
+    """Each customer's phone to text: (its lookup hash, the number sealed) — an SMS payload
+    carries both, and the worker opens the number only to send (siyu.automation.outbox)."""
     stage_ids(conn, ids)
     rows = conn.execute(
         text(
-            "SELECT customer_id, min(value) FROM identifier WHERE brand_id = :b "
-            "AND id_type = 'phone' AND status <> 'quarantined' "
-            "AND customer_id IN (SELECT customer_id FROM sop_ids) GROUP BY customer_id"
+            "SELECT customer_id, value, value_sealed FROM identifier WHERE brand_id = :b "
+            "AND id_type = 'phone' AND status <> 'quarantined' AND value_sealed IS NOT NULL "
+            "AND customer_id IN (SELECT customer_id FROM sop_ids) ORDER BY customer_id, id"
         ),
         {"b": brand_id},
     ).all()
-    return {int(r[0]): r[1] for r in rows}
+    out: dict[int, tuple[str, str]] = {}
+    for cid, value, sealed in rows:  # the customer's oldest phone
+        out.setdefault(int(cid), (value, sealed))
+    return out
 
 
 def opted_out(

@@ -138,7 +138,9 @@ def plan_customers(
                        "external_userid": owner.external_userid, "text": text,
                        "attachments": att, "sop": sop}  # fmt: skip
         else:
-            payload = {"kind": g.kind, "phone": phones[cid], "text": text, "sop": sop}
+            phone, sealed = phones[cid]  # the hash keys the delivery; the number stays sealed
+            payload = {"kind": g.kind, "phone": phone, "phone_sealed": sealed, "text": text,
+                       "sop": sop}  # fmt: skip
         p.items.append(Enqueue(keys[cid], channel, cid, payload, at))
     p.counts["sent"] = len(p.items)
     if at != now:

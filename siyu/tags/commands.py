@@ -14,10 +14,9 @@ import typer
 from rich.table import Table
 from sqlalchemy import Connection, text
 
-from siyu.clikit import console, err, fail, metric_constants, settings
+from siyu.clikit import console, err, fail, metric_constants, open_brand, settings
 from siyu.customers import service as customer_service
 from siyu.metrics.scope import Scope
-from siyu.runtime import open_brand
 from siyu.segments.commands import _instant
 from siyu.segments.service import SegmentError
 from siyu.segments.service import get_by_name_or_raise as get_segment

@@ -132,7 +132,7 @@ MIRRORS: tuple[Mirror, ...] = (
             BRAND,
             _c("created_at", TS),
             _c("merged_into_id", "BIGINT"),
-            _c("name", "VARCHAR"),
+            _c("name_sealed", "VARCHAR"),  # siyu.pii: opened by siyu_pii_open where shown
             _c("gender", "VARCHAR"),
             _c("birthday", "DATE"),
             _c("city", "VARCHAR"),
@@ -147,7 +147,8 @@ MIRRORS: tuple[Mirror, ...] = (
             ID,
             BRAND,
             _c("id_type", "VARCHAR"),
-            _c("value", "VARCHAR"),
+            _c("value", "VARCHAR"),  # a phone's or email's lookup hash (siyu.pii)
+            _c("value_sealed", "VARCHAR"),
             _c("customer_id", "BIGINT"),
             _c("status", "VARCHAR"),
         ),

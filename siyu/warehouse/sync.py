@@ -28,8 +28,14 @@ from typing import Any
 
 import duckdb
 import numpy as np
+
+try:
+    from duckdb.sqltypes import VARCHAR
+except ImportError:  # DuckDB before 1.4
+    from duckdb.typing import VARCHAR  # type: ignore[no-redef]
 from sqlalchemy import Engine, text
 
+from siyu import pii
 from siyu.warehouse.mirrors import MIRRORS, Mirror
 
 BATCH = 200_000
@@ -77,6 +83,16 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> bool:
     con.execute("DELETE FROM _sync_state")
     con.execute("INSERT OR REPLACE INTO _meta VALUES ('schema', ?)", [version])
     return True
+
+
+def install_pii_open(con: duckdb.DuckDBPyConnection, engine: Engine) -> None:
+    """`siyu_pii_open(sealed)` on this connection: the clear value, with the store's key."""
+    ring = pii.keyring(engine)
+    try:
+        con.remove_function("siyu_pii_open")
+    except (duckdb.InvalidInputException, duckdb.CatalogException):
+        pass
+    con.create_function("siyu_pii_open", ring.open_, [VARCHAR], VARCHAR)
 
 
 def _select(m: Mirror, dialect: str, brand_id: int, since: datetime | None) -> tuple[str, dict]:
@@ -264,9 +280,14 @@ def sync(
     full: bool = False,
     overlap: timedelta = timedelta(hours=1),
 ) -> SyncResult:
-    """Bring the warehouse up to date with the operational store for one brand."""
+    """Bring the warehouse up to date with the operational store for one brand.
+
+    The warehouse copies personal data as stored — hashed and sealed (siyu.pii) — and this
+    connection gets `siyu_pii_open(sealed)` to open it where a preview or an export shows it.
+    """
     started = time.perf_counter()
     now = datetime.now(UTC)
+    install_pii_open(con, engine)
     con.execute("BEGIN TRANSACTION")
     try:
         rebuilt = ensure_schema(con)

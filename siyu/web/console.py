@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from siyu import pii
 from siyu.app import AppContext, context
 from siyu.audit import service as audit
 from siyu.auth import users
@@ -440,7 +441,7 @@ def _offsets(first: date, data_end: datetime, unit: str, ctx: AppContext) -> int
 def _shown(me: Principal, phone: str | None, name: str | None) -> tuple[str | None, str | None]:
     if me.sees_pii:
         return (phone[3:] if phone and phone.startswith("+86") else phone), name
-    return evaluate.mask_phone(phone), evaluate.mask_name(name)
+    return pii.mask_phone(phone), pii.mask_name(name)
 
 
 @router.get("/customers")
@@ -460,7 +461,7 @@ def customer_search(
                 audit.record(
                     conn, brand_id=ctx.brand_id, user_id=me.user_id, actor=me.actor,
                     action="pii.read", target="customer-search",
-                    detail={"query": q[:200], "customers": [h.id for h in found]},
+                    detail={"query": pii.redact(q[:200]), "customers": [h.id for h in found]},
                 )  # fmt: skip
     page = "_search_results.html" if request.headers.get("HX-Request") else "customers.html"
     return render(request, page, me, q=q, hits=hits)
@@ -477,6 +478,8 @@ def customer_360(request: Request, key: str, me: Principal = Depends(current)) -
         except OutOfScope as e:
             conn.rollback()
             return deny(request, me, e.target)
+        if not me.sees_pii:  # phones, emails, names and reference-record keys, masked
+            view = customers.masked(view)
         order_rows = customers.orders(
             conn, brand_id=ctx.brand_id, customer_id=view.id, store_ids=me.store_ids, limit=20
         )

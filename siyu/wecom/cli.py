@@ -19,7 +19,7 @@ _settings = settings
 
 def _open():  # type: ignore[no-untyped-def]
     """(settings, engine, brand id, client) for a command that talks to WeCom."""
-    from siyu.runtime import open_brand
+    from siyu.clikit import open_brand
     from siyu.wecom.client import client_from_settings
     from siyu.wecom.tokens import DbTokenStore
 

@@ -190,7 +190,7 @@ class WeComExternalContact(Base):
 
     brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"), primary_key=True)
     external_userid: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str | None] = mapped_column(String(200))
+    name_hash: Mapped[str | None] = mapped_column(String(64))  # siyu.pii: compared, not shown
     unionid: Mapped[str | None] = mapped_column(String(64))
     gender: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, select, update
 
+from siyu import pii
 from siyu.communities.models import ChatGroup
 from siyu.connections import service as connection_service
 from siyu.connections.models import Connection as ConnectionRow
@@ -396,10 +397,13 @@ def _write_profile(conn: Connection, brand_id: int, contact: dict[str, Any]) -> 
     unionid = contact.get("unionid") or None
     gender = int(contact["gender"]) if contact.get("gender") not in (None, "") else None
     m = WeComExternalContact
+    name_hash = pii.name_hash(pii.keyring(conn), name)  # compared, never shown (siyu.pii)
     row = conn.execute(
-        select(m.name, m.unionid, m.gender).where(m.brand_id == brand_id, m.external_userid == ext)
+        select(m.name_hash, m.unionid, m.gender).where(
+            m.brand_id == brand_id, m.external_userid == ext
+        )
     ).first()
-    if row is not None and tuple(row) == (name, unionid, gender):
+    if row is not None and tuple(row) == (name_hash, unionid, gender):
         return False
     upsert_record(
         conn,
@@ -410,7 +414,8 @@ def _write_profile(conn: Connection, brand_id: int, contact: dict[str, Any]) -> 
         name=name,
         gender=GENDERS.get(gender or 0),
     )
-    values = {"name": name, "unionid": unionid, "gender": gender, "updated_at": datetime.now(UTC)}
+    values = {"name_hash": name_hash, "unionid": unionid, "gender": gender,
+              "updated_at": datetime.now(UTC)}  # fmt: skip
     if row is None:
         conn.execute(m.__table__.insert().values(brand_id=brand_id, external_userid=ext, **values))
     else:

@@ -97,11 +97,13 @@ def _state(engine: Engine, brand_id: int) -> dict[str, object]:
         keys = dict(q("SELECT id, record_key FROM source_record WHERE brand_id = :b"))
         customers = sorted(
             (rank[c], rank[m], name)
-            for c, m, name in q("SELECT id, merged_into_id, name FROM customer WHERE brand_id = :b")
+            for c, m, name in q(
+                "SELECT id, merged_into_id, name_hash FROM customer WHERE brand_id = :b"
+            )
         )
         views = {}
         for cid, merged, _ in q(
-            "SELECT id, merged_into_id, name FROM customer WHERE brand_id = :b"
+            "SELECT id, merged_into_id, name_hash FROM customer WHERE brand_id = :b"
         ):
             if merged is None:
                 view = customer_service.get_view(conn, brand_id=brand_id, customer_id=cid)

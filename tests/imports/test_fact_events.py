@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
+from siyu import pii
 from siyu.config import Settings
 from siyu.runtime import open_brand
 from tests.factories import run_import, write_dir
@@ -25,6 +26,14 @@ def events(settings: Settings) -> list[tuple[str, str, int | None, dict[str, obj
         )).all()  # fmt: skip
     engine.dispose()
     return [(t, k, c, p if isinstance(p, dict) else json.loads(p)) for t, k, c, p in rows]
+
+
+def phone_hash(settings: Settings, phone: str) -> str:
+    engine, _ = open_brand(settings)
+    try:
+        return pii.keyring(engine).lookup_hash("phone", phone)
+    finally:
+        engine.dispose()
 
 
 def test_fresh_facts_become_events_once(settings: Settings, tmp_path: Path) -> None:
@@ -47,7 +56,11 @@ def test_fresh_facts_become_events_once(settings: Settings, tmp_path: Path) -> N
         ("member.joined", "member.joined:M1"),
         ("member.joined", "member.joined:M6"),
         ("order.paid", "order.paid:N1"),
-        ("referral.completed", "referral.completed:phone:+8613800000006"),
+        # keyed by the invitee's identifier as stored: a phone's lookup hash (siyu.pii)
+        (
+            "referral.completed",
+            f"referral.completed:phone:{phone_hash(settings, '+8613800000006')}",
+        ),
     ]
     order = found[2]
     assert order[2] == 5 and order[3] == {"order": "N1", "store": "S002", "platform": "mp",

@@ -7,8 +7,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from siyu import pii
 from siyu.config import Settings
 from siyu.imports.service import ImportRefused
+from siyu.runtime import open_brand
 from tests.factories import STORES, rejects, rows, run_import, scalar, write_dir
 
 ORDERS = "order_id,platform,store_id,id_type,id_value,created_at,amount_fen,status,refund_fen\n"
@@ -252,4 +254,8 @@ def test_first_touch_referral_keeps_the_earliest(settings: Settings, tmp_path: P
         {"referrals.csv": head + "phone,13800138004,phone,13800138009,2025-07-09T10:00:00+08:00\n"},
     )
     assert run_import(settings, later).updated == 0
-    assert rows(settings, "SELECT referrer_id_value FROM referral") == [("+8613800138002",)]
+    # the kept referrer, as stored: its phone's lookup hash (siyu.pii)
+    engine, _ = open_brand(settings)
+    kept = pii.keyring(engine).lookup_hash("phone", "+8613800138002")
+    engine.dispose()
+    assert rows(settings, "SELECT referrer_id_value FROM referral") == [(kept,)]

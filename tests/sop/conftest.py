@@ -13,6 +13,7 @@ import pytest
 import yaml
 from sqlalchemy import Engine, text
 
+from siyu import pii
 from siyu.config import Settings
 from siyu.runtime import open_brand
 from siyu.sop import engine as sop_engine
@@ -90,8 +91,9 @@ def world(settings: Settings, tmp_path: Path) -> Iterator[World]:
                 text("SELECT value, customer_id FROM identifier WHERE id_type = 'external_userid'")
             )
         }
-        people["d"] = int(conn.execute(
-            text("SELECT customer_id FROM identifier WHERE value = '+8613800000004'")
+        people["d"] = int(conn.execute(  # a phone is stored as its lookup hash (siyu.pii)
+            text("SELECT customer_id FROM identifier WHERE value = :h"),
+            {"h": pii.keyring(engine).lookup_hash("phone", "+8613800000004")},
         ).scalar_one())  # fmt: skip
     try:
         yield World(settings, engine, brand_id, people)

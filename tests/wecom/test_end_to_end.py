@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from siyu import pii
 from siyu.config import Settings
 from siyu.orgs.models import Store
 from siyu.tags import service as tag_service
@@ -159,9 +160,10 @@ def check_siyu_side(w: World) -> None:
         "SELECT count(*) FROM identifier WHERE brand_id = :b AND id_type = 'unionid'"
     ) == [(CUSTOMERS // 2,)]
     # Profiles come from WeCom's externalcontact/get.
-    assert sorted(r[0] for r in w.rows("SELECT name FROM customer WHERE brand_id = :b")) == sorted(
-        f"顾客{i}" for i in range(CUSTOMERS)
-    )
+    # (stored sealed: siyu.pii)
+    ring = pii.keyring(w.engine)
+    names = w.rows("SELECT name_sealed FROM customer WHERE brand_id = :b")
+    assert sorted(ring.open_(r[0]) for r in names) == sorted(f"顾客{i}" for i in range(CUSTOMERS))
     kinds = dict(w.rows("SELECT type, count(*) FROM event WHERE brand_id = :b GROUP BY type"))
     # Every customer tag that came from WeCom arrived with a tag.added event (issue #5 tags).
     tagged = w.rows(

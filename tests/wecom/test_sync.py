@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from siyu import pii
 from siyu.cli import app
 from siyu.config import Settings
 from siyu.wecom import service as wecom_service
@@ -145,8 +146,9 @@ def test_a_later_sync_repairs_what_the_callbacks_missed(settings: Settings) -> N
         after = state(w)
         # The WeCom record takes the new name (the customer's merged profile is identity's
         # to recompute).
-        renamed = w.rows(
-            "SELECT count(*) FROM source_record WHERE brand_id = :b AND name = '改名的顾客'"
+        renamed = w.rows(  # names are stored sealed, with their hash (siyu.pii)
+            "SELECT count(*) FROM source_record WHERE brand_id = :b AND name_hash = :h",
+            h=pii.keyring(w.engine).lookup_hash("name", "改名的顾客"),
         )
         new_conn = w.rows(
             "SELECT ch.code FROM connection c JOIN channel ch ON ch.id = c.channel_id "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from siyu import pii
 from siyu.cli import app
 from siyu.config import Settings
 from siyu.wecom import service as wecom_service
@@ -28,12 +29,17 @@ def process(w: World) -> None:
 
 def friendships(w: World) -> list[tuple]:
     """Per customer name: (guide, channel, open?, ended_by), in a stable order."""
-    rows = w.rows(
-        "SELECT r.name, s.code, ch.code, c.ended_at IS NULL, c.ended_by FROM connection c "
-        "JOIN staff s ON s.id = c.staff_id LEFT JOIN channel ch ON ch.id = c.channel_id "
-        "JOIN source_record r ON r.record_key = 'wecom:' || c.id_value AND r.brand_id = c.brand_id "
-        "WHERE c.brand_id = :b AND c.kind = 'wecom_friend'"
-    )
+    ring = pii.keyring(w.engine)  # names are stored sealed (siyu.pii)
+    rows = [
+        (ring.open_(r[0]), *r[1:])
+        for r in w.rows(
+            "SELECT r.name_sealed, s.code, ch.code, c.ended_at IS NULL, c.ended_by "
+            "FROM connection c JOIN staff s ON s.id = c.staff_id "
+            "LEFT JOIN channel ch ON ch.id = c.channel_id JOIN source_record r "
+            "ON r.record_key = 'wecom:' || c.id_value AND r.brand_id = c.brand_id "
+            "WHERE c.brand_id = :b AND c.kind = 'wecom_friend'"
+        )
+    ]
     return sorted(rows, key=lambda r: (r[0], r[1]))
 
 
