@@ -256,6 +256,7 @@ def test_resolve_command_runs_an_incremental_or_a_full_pass(tmp_path: Path) -> N
 def test_a_renamed_record_renames_its_customer_on_the_next_pass(settings: Settings) -> None:
     """A WeCom edit (or a re-import) changes a record's name without changing who it belongs
     to; the customer's profile must follow on the next incremental pass."""
+    from siyu import pii
     from siyu.identity.records import upsert_record
     from siyu.runtime import open_brand
 
@@ -267,13 +268,14 @@ def test_a_renamed_record_renames_its_customer_on_the_next_pass(settings: Settin
 
     def name_of(key: str) -> str:
         with engine.connect() as conn:
-            return conn.execute(
+            sealed = conn.execute(
                 text(
-                    "SELECT c.name FROM customer c JOIN source_record r ON r.customer_id = c.id "
-                    "WHERE r.record_key = :k"
+                    "SELECT c.name_sealed FROM customer c "
+                    "JOIN source_record r ON r.customer_id = c.id WHERE r.record_key = :k"
                 ),
                 {"k": key},
             ).scalar_one()
+        return pii.keyring(engine).open_(sealed)
 
     put("wecom:wmA", "wecom", "小王", external_userid="wmA", unionid="oU1")
     put("wecom:wmB", "wecom", "阿李", external_userid="wmB")
