@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Depends, FastAPI, Request
@@ -11,22 +12,13 @@ from sqlalchemy import Engine
 
 from siyu import api_errors
 from siyu.api_errors import ApiError
+from siyu.audit import service as audit
 from siyu.auth import service as tokens
 from siyu.auth.principal import Principal
 from siyu.config import Settings
 from siyu.runtime import open_brand
 
 bearer = HTTPBearer(auto_error=False)
-
-
-@dataclass(frozen=True)
-class Caller:
-    brand_id: int
-    integration: str
-
-    @property
-    def principal(self) -> Principal:
-        return Principal.integration(self.brand_id, self.integration)
 
 
 @dataclass(frozen=True)
@@ -42,21 +34,53 @@ def context(request: Request) -> AppContext:
 
 def caller(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
-) -> Caller:
-    """The integration behind the bearer token; 401 without a live one."""
+) -> Principal:
+    """What the bearer token may do (its role, org unit and scopes); 401 without a live one."""
     if credentials is None:
         raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>")
     ctx = context(request)
     with ctx.engine.begin() as conn:
         found = tokens.check(conn, credentials.credentials)
-    if found is None or found[0] != ctx.brand_id:
+    if found is None or found.brand_id != ctx.brand_id:
         raise ApiError(401, "unauthenticated", "unknown or revoked token")
-    return Caller(*found)
+    return found
+
+
+def needs(*scopes: str) -> Callable[..., Principal]:
+    """A dependency: the caller, if its token has every one of `scopes`; else 403 naming the
+    first missing one. Every /api/v1 route declares one (tests/api/test_tokens.py walks them)."""
+
+    async def check_scopes(who: Principal = Depends(caller)) -> Principal:
+        for scope in scopes:
+            if not who.has_scope(scope):
+                have = ", ".join(sorted(who.scopes or ())) or "none"
+                raise ApiError(
+                    403, "forbidden",
+                    f"this token lacks the {scope!r} scope (it has: {have}); issue one with "
+                    f"`siyu api-token create NAME --scope {scope}`",
+                    "scope",
+                )  # fmt: skip
+        return who
+
+    check_scopes.scopes = scopes  # type: ignore[attr-defined]
+    return check_scopes
+
+
+def not_found(ctx: AppContext, who: Principal, target: str, message: str, field: str | None
+              ) -> ApiError:  # fmt: skip
+    """Out of the caller's scope: audited, and answered exactly like something missing (404)."""
+    with ctx.engine.begin() as conn:
+        audit.record(
+            conn, brand_id=ctx.brand_id, user_id=who.audit_user_id, actor=who.actor,
+            action="denied", target=target,
+        )  # fmt: skip
+    return ApiError(404, "not_found", message, field)
 
 
 def create_app(settings: Settings) -> FastAPI:
     from siyu.channels.api import router as channels_router
     from siyu.customers.api import router as customers_router
+    from siyu.events.api import GroupCommit
     from siyu.events.api import router as events_router
     from siyu.imports.api import router as ingest_router
     from siyu.metrics.api import router as metrics_router
@@ -71,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Customers, metrics and operations of one brand's private domain.",
     )
     app.state.siyu = AppContext(settings, engine, brand_id)
+    app.state.event_writer = GroupCommit()
     api_errors.install(app)
     routers = (metrics_router, customers_router, tags_router, stores_router, staff_router,
                channels_router, ingest_router, events_router)  # fmt: skip
