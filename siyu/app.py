@@ -85,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
     from siyu.imports.api import router as ingest_router
     from siyu.metrics.api import router as metrics_router
     from siyu.orgs.api import router as stores_router
+    from siyu.privacy.api import router as privacy_router
     from siyu.staff.api import router as staff_router
     from siyu.tags.api import router as tags_router
 
@@ -97,8 +98,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.siyu = AppContext(settings, engine, brand_id)
     app.state.event_writer = GroupCommit()
     api_errors.install(app)
-    routers = (metrics_router, customers_router, tags_router, stores_router, staff_router,
-               channels_router, ingest_router, events_router)  # fmt: skip
+    routers = (metrics_router, privacy_router, customers_router, tags_router, stores_router,
+               staff_router, channels_router, ingest_router, events_router)  # fmt: skip
     for router in routers:
         app.include_router(
             router, prefix="/api/v1",

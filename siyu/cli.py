@@ -29,6 +29,7 @@ from siyu.imports.reader import FileUnreadable
 from siyu.lifecycle import reports as lifecycle_reports
 from siyu.lifecycle.commands import lifecycle as lifecycle_cmd
 from siyu.metrics import commands as metric_commands
+from siyu.privacy import commands as privacy_commands
 from siyu.runtime import open_brand
 from siyu.segments import commands as segment_commands
 from siyu.sop import commands as sop_commands
@@ -47,6 +48,9 @@ identity_app = typer.Typer(
     help="Identity resolution: quarantine, unmerge, relink.", no_args_is_help=True
 )
 app.add_typer(customer_app, name="customer")
+customer_app.command("export")(privacy_commands.export)
+customer_app.command("erase")(privacy_commands.erase)
+customer_app.command("recollect")(privacy_commands.recollect)
 app.add_typer(identity_app, name="identity")
 app.add_typer(warehouse_commands.app, name="warehouse")
 app.add_typer(metric_commands.metrics_app, name="metrics")

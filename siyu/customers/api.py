@@ -97,6 +97,7 @@ def _as_json(
     return {
         "id": view.id,
         "redirected_from": view.redirected_from,
+        "erased_at": view.erased_at,
         "profile": {
             "name": view.name if unmasked else mask_name(view.name),
             "gender": view.gender,

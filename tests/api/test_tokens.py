@@ -102,6 +102,18 @@ def test_personal_data_needs_the_role_and_the_pii_scope(api, settings: Settings)
     assert reads == {"token:s1pii", "token:hq"}  # only unmasked answers are personal-data reads
     hit = client.get("/api/v1/customers", params={"q": "13800000005"}, headers=auth["ops"]).json()
     assert hit["items"][0]["phone"] == "138****0005"
+    # an order by a phone no record carries makes a reference record keyed by that phone
+    order = {"order_id": "X1", "platform": "mp", "id_type": "phone", "id_value": "13911112222",
+             "created_at": "2025-07-20 09:30", "amount_fen": 100, "status": "paid"}  # fmt: skip
+    assert client.post("/api/v1/ingest", json={"orders": [order]}, headers=auth["hq"]).is_success
+    keys = {}
+    for name in ("ops", "hq"):
+        c = client.get("/api/v1/customers/phone:13911112222", headers=auth[name]).json()
+        keys[name] = [r["key"] for r in c["records"]]
+    assert keys == {"ops": ["ref:phone:139****2222"], "hq": ["ref:phone:+8613911112222"]}
+    cb.login(client, "ops")
+    page = client.get("/customers/phone:13911112222").text
+    assert "ref:phone:139****2222" in page and "+8613911112222" not in page
 
 
 def test_an_ingest_token_cannot_read_and_a_read_token_cannot_ingest(api) -> None:  # type: ignore[no-untyped-def]
