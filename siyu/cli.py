@@ -446,6 +446,9 @@ def _demo_logins(engine: Engine, brand_id: int, settings: Settings) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (a quarter of a tiny request's cost).")
+    ] = True,
 ) -> None:
     """Serve the REST API (OpenAPI at /docs) and, when configured, the WeCom callback URL."""
     import uvicorn
@@ -454,4 +457,4 @@ def serve(
 
     app_ = create_app(_settings())
     console.print(f"Siyu API on http://{host}:{port}/api/v1 — OpenAPI at http://{host}:{port}/docs")
-    uvicorn.run(app_, host=host, port=port, log_level="info")
+    uvicorn.run(app_, host=host, port=port, log_level="info", access_log=access_log)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +32,12 @@ DEFAULT_SCOPES = ("ingest",)
 # last_used_at is written at most this often per token: a busy integration's every request
 # would otherwise be a write (and, on SQLite, a turn of the single writer).
 TOUCH_EVERY = timedelta(minutes=1)
+# A server remembers a checked token this long: a busy integration's requests do not each
+# cost a database read. A revocation reaches every server process within this time (at once
+# in the process that revokes).
+REMEMBER_SECONDS = 1.0
+_remembered: dict[tuple[str, str], tuple[float, Principal]] = {}
+_remembered_lock = threading.Lock()
 
 
 class TokenError(ValueError):
@@ -94,6 +102,38 @@ def create(
         )  # fmt: skip
     )
     return token
+
+
+def peek(store: str, token: str) -> Principal | None:
+    """The remembered principal of `token`, if it was checked less than REMEMBER_SECONDS ago."""
+    hit = _remembered.get((store, _hash(token)))
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
+def remembered(store: str, token: str, load: Callable[[str], Principal | None]) -> Principal | None:
+    """`check` through a short in-process memory (REMEMBER_SECONDS): `load(token)` runs the
+    real check on a miss. `store` names the database, so two brands' stores never mix."""
+    key = (store, _hash(token))
+    now = time.monotonic()
+    hit = _remembered.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    found = load(token)
+    with _remembered_lock:
+        if found is None:
+            _remembered.pop(key, None)
+        else:
+            if len(_remembered) > 10_000:  # many tokens: forget the expired ones
+                for k in [k for k, (until, _) in _remembered.items() if until <= now]:
+                    del _remembered[k]
+            _remembered[key] = (now + REMEMBER_SECONDS, found)
+    return found
+
+
+def forget_all() -> None:
+    """Drop every remembered token (a revocation in this process takes effect at once)."""
+    with _remembered_lock:
+        _remembered.clear()
 
 
 def check(conn: Connection, token: str) -> Principal | None:
@@ -163,4 +203,5 @@ def revoke(conn: Connection, brand_id: int, name: str) -> bool:
         .where(ApiToken.brand_id == brand_id, ApiToken.name == name, ApiToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+    forget_all()
     return bool(done.rowcount)

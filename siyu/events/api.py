@@ -20,7 +20,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from siyu.api_errors import ApiError
+from siyu.api_errors import ApiError, no_nul_characters
 from siyu.app import AppContext, context, needs
 from siyu.auth.principal import Principal
 from siyu.events.ingest import MAX_EVENTS, RESERVED, record_many
@@ -153,6 +153,7 @@ def _items(raw: bytes) -> list[Any]:
 )
 async def events(request: Request, who: Principal = Depends(needs("ingest"))) -> Response:
     ctx = context(request)  # not a dependency: a sync one costs a thread hop per request
+    await no_nul_characters(request)
     items = _items(await request.body())
     writer: GroupCommit = request.app.state.event_writer
     result = await writer.submit(ctx, who, items)

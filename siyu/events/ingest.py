@@ -18,28 +18,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import (
-    JSON,
-    Column,
-    Connection,
-    Engine,
-    MetaData,
-    Table,
-    Text,
-    bindparam,
-    cast,
-    select,
-    text,
-)
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import Connection, Engine, bindparam, text
 
 from siyu.auth.principal import Principal
 from siyu.customers import service as customers
-from siyu.customers.models import Customer
-from siyu.events.models import Event
-from siyu.identity.models import Identifier
 from siyu.identity.normalize import InvalidIdentifier, parse_key
 
 MAX_EVENTS = 1_000
@@ -56,7 +38,7 @@ class Rejected(ValueError):
         self.field = field
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     index: int
     key: str
@@ -86,17 +68,27 @@ def _occurred(value: Any, tz: str, now: datetime) -> datetime:
     return at
 
 
+@lru_cache(maxsize=4_096)
+def _type_error(kind: str) -> str | None:
+    """Why `kind` is not a type an integration may send, or None (types repeat: memoised)."""
+    if len(kind) > 64 or not TYPE.match(kind):
+        return "a dotted lower-case name of at most 64 characters, e.g. coupon.expiring"
+    if kind.startswith(RESERVED):
+        return f"{kind!r} is emitted by Siyu itself"
+    return None
+
+
 def _parse(item: Any, index: int, tz: str, now: datetime) -> _Row:
     if not isinstance(item, dict):
         raise Rejected("", "an event is an object")
     if not FIELDS.issuperset(item):
         raise Rejected(sorted(set(item) - FIELDS)[0], "unknown field")
     kind = item.get("type")
-    if not isinstance(kind, str) or len(kind) > 64 or not TYPE.match(kind):
-        raise Rejected("type", "a dotted lower-case name of at most 64 characters, e.g. "
-                       "coupon.expiring")  # fmt: skip
-    if kind.startswith(RESERVED):
-        raise Rejected("type", f"{kind!r} is emitted by Siyu itself")
+    if not isinstance(kind, str):
+        kind = ""
+    wrong = _type_error(kind)
+    if wrong is not None:
+        raise Rejected("type", wrong)
     key = item.get("idempotency_key")
     if not isinstance(key, str) or not 1 <= len(key) <= 200:
         raise Rejected("idempotency_key", "a string of 1–200 characters")
@@ -114,9 +106,73 @@ def _parse(item: Any, index: int, tz: str, now: datetime) -> _Row:
     return _Row(index, key, kind, None if customer is None else str(customer), occurred, as_json)
 
 
-def _resolve(
-    conn: Connection, brand_id: int, keys: set[str]
-) -> tuple[dict[str, int], dict[str, str]]:
+class _Raw:
+    """The transaction's DBAPI cursor: the hot path skips SQLAlchemy's compilation and row
+    objects (as siyu.bulk does). A list travels as one JSON text parameter, expanded by the
+    database (json_each / json_array_elements_text): orjson encodes it in C, where binding a
+    Python list as an array (psycopg) costs microseconds per element."""
+
+    def __init__(self, conn: Connection) -> None:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        self.pg = conn.dialect.name == "postgresql"
+        self.cur = raw.cursor()
+
+    def rows(self, sql: str, params: list[Any]) -> list[Any]:
+        params = [orjson.dumps(p).decode() if isinstance(p, list) else p for p in params]
+        self.cur.execute(sql if self.pg else sql.replace("%s", "?"), params)
+        return list(self.cur.fetchall())
+
+    # One unique-index lookup per value, driven from the values whatever the table statistics
+    # say: a freshly imported table looks empty to PostgreSQL's planner, which then scans it
+    # (a LATERAL subquery with LIMIT is always a nested loop).
+    def customers(self, brand_id: int, ids: list[int]) -> list[Any]:
+        """(id, merged_into_id) of those of `ids` that exist."""
+        if self.pg:
+            sql = (
+                "SELECT c.id, c.merged_into_id FROM json_array_elements_text(%s::json) AS x(v) "
+                "CROSS JOIN LATERAL (SELECT id, merged_into_id FROM customer "
+                "WHERE id = x.v::bigint AND brand_id = %s LIMIT 1) c"
+            )
+        else:
+            sql = (
+                "SELECT c.id, c.merged_into_id FROM json_each(%s) x CROSS JOIN customer c "
+                "WHERE c.id = x.value AND c.brand_id = %s"
+            )
+        return self.rows(sql, [ids, brand_id])
+
+    def identifiers(self, brand_id: int, id_type: str, values: list[str]) -> list[Any]:
+        """(value, customer_id) of those of `values` that are identifiers of type `id_type`."""
+        if self.pg:
+            sql = (
+                "SELECT i.value, i.customer_id FROM json_array_elements_text(%s::json) AS x(v) "
+                "CROSS JOIN LATERAL (SELECT value, customer_id FROM identifier WHERE brand_id = %s "
+                "AND id_type = %s AND value = x.v LIMIT 1) i"
+            )
+        else:
+            sql = (
+                "SELECT i.value, i.customer_id FROM json_each(%s) x CROSS JOIN identifier i "
+                "WHERE i.brand_id = %s AND i.id_type = %s AND i.value = x.value"
+            )
+        return self.rows(sql, [values, brand_id, id_type])
+
+
+@lru_cache(maxsize=65_536)
+def _identifier(key: str) -> tuple[str, str] | str:
+    """`type:value` normalised, or why it is not an identifier (keys repeat: memoised)."""
+    try:
+        return parse_key(key)
+    except InvalidIdentifier as e:
+        return str(e)
+
+
+def _utc_text(at: datetime) -> str:
+    """A UTC instant (as `_occurred` gives) in the form SQLAlchemy stores on SQLite
+    (siyu.db.sqlite_ts) — isoformat, several times faster than strftime."""
+    return at.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _resolve(raw: _Raw, brand_id: int, keys: set[str]) -> tuple[dict[str, int], dict[str, str]]:
     """Customer keys (an id or `type:value`) → live customer id, set-based; and why the others
     name no customer, worded as `siyu.customers.service.resolve_key_or_raise` words it."""
     found: dict[str, int] = {}
@@ -130,18 +186,13 @@ def _resolve(
             else:
                 by_id[int(key)].append(key)
             continue
-        try:
-            by_value[parse_key(key)].append(key)
-        except InvalidIdentifier as e:
-            why[key] = str(e)
-    c = Customer.__table__.c
+        parsed = _identifier(key)
+        if isinstance(parsed, str):
+            why[key] = parsed
+        else:
+            by_value[parsed].append(key)
     if by_id:
-        rows = conn.execute(
-            select(c.id, c.merged_into_id).where(
-                c.brand_id == brand_id, c.id.in_(bindparam("ids", expanding=True))
-            ),
-            {"ids": list(by_id)},
-        ).all()
+        rows = raw.customers(brand_id, list(by_id))
         live = {int(r[0]): int(r[1] or r[0]) for r in rows}
         for cid, named in by_id.items():
             for key in named:
@@ -149,19 +200,12 @@ def _resolve(
                     found[key] = live[cid]
                 else:
                     why[key] = f"no customer {cid}"
-    i = Identifier.__table__.c
     per_type: dict[str, list[str]] = defaultdict(list)
     for id_type, value in by_value:
         per_type[id_type].append(value)
     known: dict[tuple[str, str], int | None] = {}
     for id_type, values in per_type.items():
-        rows = conn.execute(
-            select(i.value, i.customer_id).where(
-                i.brand_id == brand_id, i.id_type == id_type,
-                i.value.in_(bindparam("values", expanding=True)),
-            ),
-            {"values": values},
-        ).all()  # fmt: skip
+        rows = raw.identifiers(brand_id, id_type, values)
         known.update({(id_type, r[0]): r[1] for r in rows})
     for (id_type, value), named in by_value.items():
         for key in named:
@@ -191,37 +235,47 @@ def _outside(conn: Connection, principal: Principal, ids: set[int]) -> set[int]:
     return ids - {int(x) for x in readable}
 
 
-def _insert(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert the rows, skipping idempotency keys already stored; the keys inserted."""
+COLUMNS = "brand_id, type, idempotency_key, customer_id, occurred_at, recorded_at, payload"
+SQLITE_ROWS = 4_000  # rows per statement: 7 parameters each, SQLite allows 32,766
+
+
+def _insert(raw: _Raw, brand_id: int, rows: list[_Row], cids: list[int | None],
+            now: datetime) -> set[str]:  # fmt: skip
+    """Insert the rows, skipping idempotency keys already stored (or twice in `rows`); the keys
+    inserted. PostgreSQL: one statement over the rows as one JSON document (each payload
+    embedded as the JSON text validated, not encoded again). SQLite: multi-row VALUES (its
+    JSON functions would parse every row's object once per column)."""
     if not rows:
         return set()
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(_EVENT_TEXT).on_conflict_do_nothing().returning(_EVENT_TEXT.c.idempotency_key)
-    return set(conn.execute(stmt, rows).scalars())
-
-
-# The event table with its payload as JSON text: the payload is serialised once, by orjson,
-# while validating it (its size is a check), not again by SQLAlchemy's JSON type.
-class _JsonTextPg(TypeDecorator[str]):
-    """JSON text bound into PostgreSQL's json column (which takes no varchar unconverted)."""
-
-    impl = Text
-    cache_ok = True
-
-    def bind_expression(self, bindvalue: Any) -> Any:
-        return cast(bindvalue, JSON)
-
-
-def _event_text() -> Table:
-    as_text = Text().with_variant(_JsonTextPg(), "postgresql")
-    cols = [
-        Column(c.name, as_text if c.name == "payload" else c.type, primary_key=c.primary_key)
-        for c in Event.__table__.c
-    ]
-    return Table("event", MetaData(), *cols)
-
-
-_EVENT_TEXT = _event_text()
+    if raw.pg:
+        doc = orjson.dumps(
+            [{"t": r.type, "k": r.key, "c": c, "a": _utc_text(r.occurred_at),
+              "p": orjson.Fragment(r.payload)} for r, c in zip(rows, cids, strict=True)]
+        ).decode()  # fmt: skip
+        raw.cur.execute(
+            f"INSERT INTO event ({COLUMNS}) SELECT %s, t.t, t.k, t.c, (t.a || '+00')::timestamptz, "
+            "%s, t.p FROM json_to_recordset(%s::json) AS t(t text, k text, c bigint, a text, "
+            "p json) ON CONFLICT DO NOTHING RETURNING idempotency_key",
+            [brand_id, now, doc],
+        )  # fmt: skip
+        return {k for (k,) in raw.cur.fetchall()}
+    created: set[str] = set()
+    recorded = _utc_text(now.astimezone(UTC))
+    for start in range(0, len(rows), SQLITE_ROWS):
+        part = range(start, min(start + SQLITE_ROWS, len(rows)))
+        params: list[Any] = []
+        for i in part:
+            r = rows[i]
+            params += (brand_id, r.type, r.key, cids[i], _utc_text(r.occurred_at), recorded,
+                       r.payload)  # fmt: skip
+        marks = ",".join(["(?,?,?,?,?,?,?)"] * len(part))
+        raw.cur.execute(
+            f"INSERT INTO event ({COLUMNS}) VALUES {marks} "
+            "ON CONFLICT DO NOTHING RETURNING idempotency_key",
+            params,
+        )
+        created.update(k for (k,) in raw.cur.fetchall())
+    return created
 
 
 def record_many(
@@ -246,13 +300,18 @@ def record_many(
         parsed.append(out)
     results: list[dict[str, Any]] = []
     with engine.begin() as conn:
-        found, why = _resolve(conn, brand_id, keys)
+        raw = _Raw(conn)
+        found, why = _resolve(raw, brand_id, keys)
         hidden: dict[int, set[int]] = {}  # per batch: customers outside the caller's scope
         for b, (who, _) in enumerate(batches):
+            if customers.readable_customer_ids(who) is None:  # the whole brand
+                hidden[b] = set()
+                continue
             named = {found[r.customer] for r in parsed[b] if isinstance(r, _Row) and r.customer
                      in found}  # fmt: skip
             hidden[b] = _outside(conn, who, named)
-        rows: list[dict[str, Any]] = []
+        rows: list[_Row] = []
+        cids: list[int | None] = []
         for b, out in enumerate(parsed):
             for n, r in enumerate(out):
                 if not isinstance(r, _Row):
@@ -265,22 +324,23 @@ def record_many(
                         message = why.get(r.customer) or f"no customer {r.customer}"
                         out[n] = Rejected("customer", message)
                         continue
-                rows.append({"brand_id": brand_id, "type": r.type, "idempotency_key": r.key,
-                             "customer_id": cid, "occurred_at": r.occurred_at,
-                             "recorded_at": now, "payload": r.payload})  # fmt: skip
-        created = _insert(conn, rows)
+                rows.append(r)
+                cids.append(cid)
+        created = _insert(raw, brand_id, rows, cids, now)
     for out in parsed:
         items_out: list[dict[str, Any]] = []
+        counts = {"created": 0, "duplicate": 0, "rejected": 0}
         for n, r in enumerate(out):
             if isinstance(r, Rejected):
                 field = f"events[{n}]" + (f".{r.field}" if r.field else "")
                 items_out.append({"status": "rejected", "field": field, "message": str(r)})
+                counts["rejected"] += 1
             elif r.key in created:
                 created.discard(r.key)  # a key twice in one batch: the second is a duplicate
                 items_out.append({"status": "created", "idempotency_key": r.key})
+                counts["created"] += 1
             else:
                 items_out.append({"status": "duplicate", "idempotency_key": r.key})
-        counts = {s: sum(x["status"] == s for x in items_out)
-                  for s in ("created", "duplicate", "rejected")}  # fmt: skip
+                counts["duplicate"] += 1
         results.append({**counts, "results": items_out})
     return results
