@@ -4,10 +4,12 @@ event per request, ≥ 50,000/s batched, one server process, SQLite and PostgreS
     .venv/bin/python bench/ingest.py                 # SQLite
     .venv/bin/python bench/ingest.py --pg            # PostgreSQL (schema of its own, dropped after)
 
-The server is `siyu serve` itself — the installed command, in a process of its own (uvicorn with
-httptools and uvloop, one worker, as a user runs it). The brand holds `--customers` customers
-imported from a records file; every event names one of them, half by id and half by
-`phone:…`, so each is resolved as a real integration's would be. The client is this process:
+The server is `siyu serve` itself, in a process of its own: the `siyu` command's entry point
+(siyu.cli:app) run by this interpreter — uvicorn with httptools and uvloop, one worker, as a
+user runs it (`PYTHONPATH=<another checkout>` runs both sides on that code: before/after).
+The brand holds `--customers` customers imported from a records file; every event names one
+of them, half by id and half by `phone:…`, so each is resolved as a real integration's
+would be. The client is this process:
 asyncio over raw keep-alive HTTP/1.1 connections with the requests encoded beforehand, so that
 its own cost per request (~20 µs) stays far below the server's and the figure is the server's.
 The machine has two cores: the server gets one, the client and PostgreSQL share the other.
@@ -18,6 +20,8 @@ server answered `created` (every answer is checked; anything else fails the run)
 - batched: `--batches` requests of `--batch` events each, over 4 connections.
 Prints events/s for each, the server's CPU seconds per 1,000 events (a figure that depends
 less on what else the machine runs), and checks the events table holds every event once.
+Last, the ceiling: the same client against an endpoint that does nothing under the same
+uvicorn — what one FastAPI process answers at most on this machine at that moment.
 """
 
 from __future__ import annotations
@@ -213,9 +217,11 @@ def main() -> None:
     try:
         token = prepare(settings, args.customers, work)
         port = free_port()
-        siyu = shutil.which("siyu", path=str(Path(sys.executable).parent)) or "siyu"
+        # exactly what the `siyu` command runs (its entry point), with this interpreter, so
+        # PYTHONPATH can point both sides at another checkout (a before/after comparison)
+        siyu = [sys.executable, "-c", "from siyu.cli import app; app()"]
         server = subprocess.Popen(
-            [siyu, "serve", "--port", str(port),
+            [*siyu, "serve", "--port", str(port),
              *(["--no-access-log"] if args.no_access_log else [])], env=env, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )  # fmt: skip

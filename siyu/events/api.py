@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from siyu.api_errors import ApiError, no_nul_characters
-from siyu.app import AppContext, context, needs
+from siyu.app import BEARER, AppContext, context, needs_fast
 from siyu.auth.principal import Principal
 from siyu.events.ingest import MAX_EVENTS, RESERVED, record_many
 
@@ -149,9 +149,9 @@ def _items(raw: bytes) -> list[Any]:
         "`occurred_at` (ISO 8601; without an offset it is brand-local time) and `payload` "
         "(an object). Needs the `ingest` scope."
     ),
-    openapi_extra=BODY,
+    openapi_extra={**BODY, **BEARER},
 )
-async def events(request: Request, who: Principal = Depends(needs("ingest"))) -> Response:
+async def events(request: Request, who: Principal = Depends(needs_fast("ingest"))) -> Response:
     ctx = context(request)  # not a dependency: a sync one costs a thread hop per request
     await no_nul_characters(request)
     items = _items(await request.body())
