@@ -222,7 +222,7 @@ def main() -> None:
         siyu = [sys.executable, "-c", "from siyu.cli import app; app()"]
         server = subprocess.Popen(
             [*siyu, "serve", "--port", str(port),
-             *(["--no-access-log"] if args.no_access_log else [])], env=env, stdout=subprocess.DEVNULL,
+             *(["--no-access-log"] if args.no_access_log else [])], env=env, cwd=work, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )  # fmt: skip
         wait_for(port, server)
