@@ -199,7 +199,11 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=200)
     ap.add_argument("--batch", type=int, default=1_000)
     ap.add_argument("--no-access-log", action="store_true", help="siyu serve --no-access-log")
-    ap.add_argument("--profile", type=Path, help="py-spy each phase into DIR (collapsed stacks)")
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy each phase into DIR (raw stacks; needs pip install py-spy)",
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="siyu-bench-ingest-"))
