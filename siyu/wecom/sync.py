@@ -540,31 +540,42 @@ def _apply_group(conn: Connection, run: _Run, chat: dict[str, Any]) -> None:
 # ----- 5. reconcile -------------------------------------------------------------------
 
 
-def _reconcile(engine: Engine, run: _Run, k_guard: int) -> None:
-    now = datetime.now(UTC)
-    pulled = set(run.cursor.get("userids") or [])
-    c = ConnectionRow
-    s = WeComSyncSeen
-    with engine.begin() as conn:
-        friends = conn.execute(
-            select(c.id, Staff.wecom_userid, c.id_value)
-            .join(Staff, Staff.id == c.staff_id)
+def _unseen(
+    conn: Connection, run: _Run, kind: str, seen: str, target: Any, on: Any, owner: Any
+) -> list[Any]:
+    """Open connections of `kind` older than this run that the run did not see in WeCom:
+    (connection id, owner — staff userid or chat id, external_userid)."""
+    c, s = ConnectionRow, WeComSyncSeen
+    return list(
+        conn.execute(
+            select(c.id, owner, c.id_value)
+            .join(target, on)
             .where(
                 c.brand_id == run.brand_id,
-                c.kind == "wecom_friend",
+                c.kind == kind,
                 c.ended_at.is_(None),
                 c.created_at < run.started_at,
                 ~select(s.kind)
                 .where(
                     s.brand_id == run.brand_id,
                     s.run_id == run.run_id,
-                    s.kind == "friend",
-                    s.owner == Staff.wecom_userid,
+                    s.kind == seen,
+                    s.owner == owner,
                     s.subject == c.id_value,
                 )
                 .exists(),
             )
         ).all()
+    )
+
+
+def _reconcile(engine: Engine, run: _Run, k_guard: int) -> None:
+    now = datetime.now(UTC)
+    pulled = set(run.cursor.get("userids") or [])
+    c = ConnectionRow
+    with engine.begin() as conn:
+        friends = _unseen(conn, run, "wecom_friend", "friend", Staff, Staff.id == c.staff_id,
+                          Staff.wecom_userid)  # fmt: skip
         for conn_id, userid, ext in friends:
             if userid not in pulled:
                 continue  # a member who left: WeCom keeps the customers until a transfer
@@ -585,25 +596,7 @@ def _reconcile(engine: Engine, run: _Run, k_guard: int) -> None:
                 now,
             )
         g = ChatGroup
-        members = conn.execute(
-            select(c.id, g.code, c.id_value)
-            .join(g, g.id == c.group_id)
-            .where(
-                c.brand_id == run.brand_id,
-                c.kind == "group_member",
-                c.ended_at.is_(None),
-                c.created_at < run.started_at,
-                ~select(s.kind)
-                .where(
-                    s.brand_id == run.brand_id,
-                    s.run_id == run.run_id,
-                    s.kind == "member",
-                    s.owner == g.code,
-                    s.subject == c.id_value,
-                )
-                .exists(),
-            )
-        ).all()
+        members = _unseen(conn, run, "group_member", "member", g, g.id == c.group_id, g.code)
         for conn_id, chat_id, ext in members:
             connection_service.end(conn, connection_id=conn_id, ended_at=now, ended_by="system")
             run.add("members_left")
