@@ -16,6 +16,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -246,9 +247,28 @@ def _default_period(con: duckdb.DuckDBPyConnection, ctx: AppContext) -> tuple[da
     return end - timedelta(days=30), end
 
 
-def _filter_values(ctx: AppContext, me: Principal, region: str | None,
-                   store: str | None) -> dict[str, Any]:  # fmt: skip
+@dataclass(frozen=True)
+class Filters:
+    """The period / region / store filter of the dashboard pages, as the query string gave it."""
+
+    start: str | None
+    end: str | None
+    region: str | None
+    store: str | None
+
+
+def filters(
+    start: str | None = Query(None, alias="from"),
+    end: str | None = Query(None, alias="to"),
+    region: str | None = None,
+    store: str | None = None,
+) -> Filters:
+    return Filters(start, end, region, store)
+
+
+def _filter_values(ctx: AppContext, me: Principal, f: Filters) -> dict[str, Any]:
     """What the period / region / store filter form (_filters.html) shows."""
+    region, store = f.region, f.store
     with ctx.engine.begin() as conn:
         stores = orgs.list_stores(conn, brand_id=ctx.brand_id, store_ids=me.store_ids)
     regions = sorted({s["region"] for s in stores if s["region"]})
@@ -258,7 +278,7 @@ def _filter_values(ctx: AppContext, me: Principal, region: str | None,
 
 def _period_and_scope(
     request: Request, me: Principal, con: duckdb.DuckDBPyConnection, page: str,
-    values: dict[str, Any], start: str | None, end: str | None,
+    values: dict[str, Any], f: Filters,
 ) -> tuple[Period, Scope] | HTMLResponse:  # fmt: skip
     """The filters' period (default: the 30 days up to the end of the data) and the principal's
     readable scope narrowed to the chosen region / store; or the page answering the bad input
@@ -266,6 +286,7 @@ def _period_and_scope(
     ctx = context(request)
     tz = ctx.settings.timezone
     default_start, default_end = _default_period(con, ctx)
+    start, end = f.start, f.end
     try:
         period = Period.parse(start or default_start.isoformat(),
                               end or default_end.isoformat(), tz)  # fmt: skip
@@ -288,16 +309,13 @@ def _period_and_scope(
 @router.get("/")
 def overview(
     request: Request,
-    start: str | None = Query(None, alias="from"),
-    end: str | None = Query(None, alias="to"),
-    region: str | None = None,
-    store: str | None = None,
+    f: Filters = Depends(filters),
     me: Principal = Depends(current),
 ) -> HTMLResponse:
     ctx = context(request)
-    values = _filter_values(ctx, me, region, store) | {"report": None}
+    values = _filter_values(ctx, me, f) | {"report": None}
     with warehouse(ctx) as con:
-        got = _period_and_scope(request, me, con, "overview.html", values, start, end)
+        got = _period_and_scope(request, me, con, "overview.html", values, f)
         if isinstance(got, Response):
             return got
         period, scope = got
@@ -319,18 +337,15 @@ CHANNEL_COLUMNS = ("channel", "reach", "connections", "rate", "acquired", "cost"
 @router.get("/channels")
 def channels(
     request: Request,
-    start: str | None = Query(None, alias="from"),
-    end: str | None = Query(None, alias="to"),
-    region: str | None = None,
-    store: str | None = None,
+    f: Filters = Depends(filters),
     me: Principal = Depends(current),
 ) -> HTMLResponse:
     """Acquisition channels: reach and pass rate (SPEC §5.2), acquired, cost, attributed
     revenue, CAC and ROI (§5.7), from the same SQL files as the report."""
     ctx = context(request)
-    values = _filter_values(ctx, me, region, store) | {"rows": None}
+    values = _filter_values(ctx, me, f) | {"rows": None}
     with warehouse(ctx) as con:
-        got = _period_and_scope(request, me, con, "channels.html", values, start, end)
+        got = _period_and_scope(request, me, con, "channels.html", values, f)
         if isinstance(got, Response):
             return got
         runner = Runner(con, got[1], got[0], ctx.settings.metric_constants)
@@ -345,10 +360,7 @@ def channels(
 @router.get("/cohorts")
 def cohorts(
     request: Request,
-    start: str | None = Query(None, alias="from"),
-    end: str | None = Query(None, alias="to"),
-    region: str | None = None,
-    store: str | None = None,
+    f: Filters = Depends(filters),
     by: str = "month",
     metric: str = "retention",
     me: Principal = Depends(current),
@@ -356,17 +368,17 @@ def cohorts(
     """First-connection cohorts × period offset (SPEC §5.3–5.5) as a heatmap; cells not yet
     observable stay blank."""
     ctx = context(request)
-    values = _filter_values(ctx, me, region, store) | {
+    values = _filter_values(ctx, me, f) | {
         "table": None, "by": by, "metric": metric, "units": cohort_tables.UNITS,
         "metrics": cohort_tables.METRICS,
     }  # fmt: skip
     with warehouse(ctx) as con:
         data_end = cohort_tables.data_end(con, ctx.brand_id)
-        if not (start or end):  # default: the last six monthly / twelve weekly cohorts
+        if not (f.start or f.end):  # default: the last six monthly / twelve weekly cohorts
             last = _default_period(con, ctx)[1]
             first = _unit_start(last - timedelta(days=1), by, back=5 if by == "month" else 11)
-            start, end = first.isoformat(), last.isoformat()
-        got = _period_and_scope(request, me, con, "cohorts.html", values, start, end)
+            f = replace(f, start=first.isoformat(), end=last.isoformat())
+        got = _period_and_scope(request, me, con, "cohorts.html", values, f)
         if isinstance(got, Response):
             return got
         period, scope = got
