@@ -580,9 +580,8 @@ def sop_list(request: Request, me: Principal = Depends(current)) -> HTMLResponse
         ids = customers.readable_ids(conn, me)
         within = None if ids is None else set(ids)
         for sop in sop_service.list_all(conn, brand_id=ctx.brand_id):
-            cur = sop_service.get(conn, brand_id=ctx.brand_id, key=sop.key)
-            rows.append({"sop": sop, "trigger": _trigger_label(cur.definition),
-                         "steps": len(cur.definition.steps),
+            defn = sop_service.definition_of(conn, sop.id, sop.version)
+            rows.append({"sop": sop, "trigger": _trigger_label(defn), "steps": len(defn.steps),
                          "r": sop_report.report(conn, brand_id=ctx.brand_id, key=sop.key,
                                                 within=within)})  # fmt: skip
     return render(request, "sops.html", me, rows=rows)
