@@ -107,12 +107,14 @@ def run(
             r[0]
             for r in conn.execute(
                 text(
+                    # NOT IN over one friendship set, not a NOT EXISTS per unionid: the
+                    # correlated form took minutes at the demo's 20k persons on SQLite.
                     "SELECT i.value FROM identifier i WHERE i.brand_id = :b "
-                    "AND i.id_type = 'unionid' AND i.status = 'linked' AND NOT EXISTS ("
-                    "SELECT 1 FROM connection c JOIN identifier x ON x.brand_id = c.brand_id "
-                    "AND x.id_type = c.id_type AND x.value = c.id_value "
+                    "AND i.id_type = 'unionid' AND i.status = 'linked' AND i.customer_id NOT IN ("
+                    "SELECT x.customer_id FROM connection c JOIN identifier x "
+                    "ON x.brand_id = c.brand_id AND x.id_type = c.id_type AND x.value = c.id_value "
                     "WHERE c.brand_id = :b AND c.kind = 'wecom_friend' "
-                    "AND x.customer_id = i.customer_id) ORDER BY i.value LIMIT 5000"
+                    "AND x.customer_id IS NOT NULL) ORDER BY i.value LIMIT 5000"
                 ),
                 {"b": brand_id},
             )
