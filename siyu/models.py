@@ -23,6 +23,7 @@ from siyu.membership.models import Membership
 from siyu.orders.models import Order, OrderItem, Product
 from siyu.orgs.models import Brand, OrgUnit, Store
 from siyu.pii.models import PiiKey
+from siyu.privacy.models import CustomerErasure, ErasedIdentifier, ErasureBlock
 from siyu.referral.models import Referral
 from siyu.segments.models import Segment, SegmentMember
 from siyu.sop.models import Sop, SopEnrollment, SopVersion, StaffTask
@@ -55,10 +56,13 @@ __all__ = [
     "ChatGroup",
     "Connection",
     "Customer",
+    "CustomerErasure",
     "CustomerMerge",
     "CustomerTag",
     "CustomerTagHistory",
     "Delivery",
+    "ErasedIdentifier",
+    "ErasureBlock",
     "Event",
     "IdentifierOverride",
     "IdentityPass",

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.db import Base, BigId, UTCDateTime, utcnow
 
-ACTIONS = ("pii.read", "export", "send", "denied")
+ACTIONS = ("pii.read", "export", "send", "denied", "erase", "recollect")
 
 
 class AuditLog(Base):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from siyu.auth import service
+from siyu.auth.principal import SCOPES
 from siyu.clikit import console, fail, open_brand, settings
 
 app = typer.Typer(
@@ -15,23 +18,72 @@ app = typer.Typer(
 
 
 @app.command("create")
-def create(name: Annotated[str, typer.Argument(help="Integration name, e.g. pos-sync.")]) -> None:
+def create(
+    name: Annotated[str, typer.Argument(help="Integration name, e.g. pos-sync.")],
+    role: Annotated[
+        str,
+        typer.Option(help="What it may read, as for users: hq_admin, hq_operator, analyst, "
+                     "region_manager, store_manager or guide."),
+    ] = service.DEFAULT_ROLE,
+    org: Annotated[
+        str | None,
+        typer.Option(help="HQ, a region name (region_manager) or a store code (store roles)."),
+    ] = None,
+    staff: Annotated[str | None, typer.Option(help="A guide token's staff code.")] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Repeatable or comma-separated: {', '.join(SCOPES)}. "
+                     "Default: ingest (post events and rows, read nothing)."),
+    ] = None,
+) -> None:  # fmt: skip
     """Issue a token; it is printed once and only its hash is kept."""
     engine, brand_id = open_brand(settings())
     try:
         with engine.begin() as conn:
-            token = service.create(conn, brand_id, name)
+            token = service.create(
+                conn, brand_id, name, role=role, org=org, staff_code=staff,
+                scopes=scope or service.DEFAULT_SCOPES,
+            )  # fmt: skip
     except service.TokenError as e:
         raise fail(str(e)) from None
     finally:
         engine.dispose()
-    console.print(f"Token for {name!r} (shown once; send as 'Authorization: Bearer …'):")
+    chosen = " ".join(service.parse_scopes(scope or service.DEFAULT_SCOPES))
+    console.print(
+        f"Token for {name!r} — role {role}, {org or 'HQ'}, scopes: {chosen} "
+        "(shown once; send as 'Authorization: Bearer …'):", highlight=False,
+    )  # fmt: skip
     print(token)
+
+
+@app.command("list")
+def list_tokens() -> None:
+    """Every token: role, org unit, scopes, last use, and whether it is revoked."""
+    engine, brand_id = open_brand(settings())
+    try:
+        with engine.begin() as conn:
+            found = service.list_all(conn, brand_id=brand_id)
+    finally:
+        engine.dispose()
+    table = Table(title="API tokens")
+    for col in ("name", "role", "org", "scopes", "created", "last used", "state"):
+        table.add_column(col)
+    for t in found:
+        table.add_row(
+            t["name"], t["role"], t["org"] + (f" ({t['staff']})" if t["staff"] else ""),
+            " ".join(t["scopes"]), _day(t["created_at"]), _day(t["last_used_at"]),
+            f"revoked {_day(t['revoked_at'])}" if t["revoked_at"] else "live",
+        )  # fmt: skip
+    console.print(table if found else "No API tokens yet: `siyu api-token create NAME`.")
+
+
+def _day(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M") + " UTC" if at else "—"
 
 
 @app.command("revoke")
 def revoke(name: Annotated[str, typer.Argument(help="Integration name.")]) -> None:
-    """Revoke an integration's token."""
+    """Revoke an integration's token: its next request is refused (401)."""
     engine, brand_id = open_brand(settings())
     try:
         with engine.begin() as conn:

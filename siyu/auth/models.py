@@ -1,4 +1,4 @@
-"""API tokens per integration: only a SHA-256 of the token is stored."""
+"""API tokens per integration and console users: only SHA-256s of tokens are stored."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from siyu.db import Base, BigId, UTCDateTime, utcnow
 
 
 class ApiToken(Base):
+    """An integration's bearer token. Like a user it has a role and an org unit (what it may
+    read of the org tree; a guide token is tied to a staff member), and on top a set of
+    scopes (siyu.auth.principal.SCOPES, space-separated) saying which endpoints it may call."""
+
     __tablename__ = "api_token"
     __table_args__ = (UniqueConstraint("token_hash"), UniqueConstraint("brand_id", "name"))
 
@@ -18,6 +22,11 @@ class ApiToken(Base):
     brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     token_hash: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    # null: the brand's HQ (tokens issued before org units existed)
+    org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    scopes: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -23,6 +23,13 @@ ROLE_UNIT = {
     "store_manager": "store",
     "guide": "store",
 }
+# What an API token may do, on top of its role's scope of the org tree (issue #7):
+#   ingest  POST /api/v1/events and /api/v1/ingest (and nothing else);
+#   read    every GET: customers (masked without `pii`), metrics, directory, tags;
+#   write   changes through the API: tag / untag, create tags, erase a customer (with `pii`);
+#   pii     unmasked phones and names, where the role has the right (PII_ROLES), and the
+#           PIPL export and erasure of one customer (hq_admin).
+SCOPES = ("ingest", "read", "write", "pii")
 
 
 @dataclass(frozen=True)
@@ -36,12 +43,11 @@ class Principal:
     store_ids: tuple[int, ...] | None  # None: every store of the brand
     staff_id: int | None = None  # a guide's own staff record
     kind: str = "user"  # or "token": an integration calling the API
+    # A token's scopes (SCOPES); None for a console user, whose role alone decides.
+    scopes: frozenset[str] | None = None
 
-    @classmethod
-    def integration(cls, brand_id: int, name: str) -> Principal:
-        """An API token: brand-wide, with the HQ admin's read rights (a token is issued by the
-        brand's engineers for one integration; its reads of personal data are audited)."""
-        return cls(0, brand_id, name, name, "hq_admin", "HQ", None, kind="token")
+    def has_scope(self, scope: str) -> bool:
+        return self.scopes is None or scope in self.scopes
 
     @property
     def whole_brand(self) -> bool:
@@ -49,7 +55,12 @@ class Principal:
 
     @property
     def sees_pii(self) -> bool:
-        return self.role in PII_ROLES
+        return self.role in PII_ROLES and self.has_scope("pii")
+
+    @property
+    def audit_user_id(self) -> int | None:
+        """The app_user row behind the principal, for the audit log (None for a token)."""
+        return self.user_id if self.kind == "user" else None
 
     @property
     def actor(self) -> str:

@@ -28,7 +28,7 @@ class UserError(ValueError):
         self.field = field
 
 
-def _unit_for(conn: Connection, brand_id: int, role: str, org: str | None) -> Row[Any]:
+def unit_for(conn: Connection, brand_id: int, role: str, org: str | None) -> Row[Any]:
     """The org unit `org` names for `role`: "HQ", a region name, or a store code."""
     org_service.sync_org_tree(conn, brand_id=brand_id)
     kind = ROLE_UNIT[role]
@@ -57,6 +57,34 @@ def _unit_for(conn: Connection, brand_id: int, role: str, org: str | None) -> Ro
     return unit
 
 
+def placement(
+    conn: Connection, brand_id: int, role: str, org: str | None, staff_code: str | None
+) -> tuple[Row[Any], int | None]:
+    """The org unit (and a guide's staff id) that `role`, `org` and `staff_code` name — for a
+    user or an API token alike; UserError names the field at fault."""
+    if role not in ROLES:
+        raise UserError("role", f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    staff_id = None
+    if role == "guide":
+        if not staff_code:
+            raise UserError("staff", "a guide needs --staff with their staff code")
+        staff = conn.execute(
+            select(Staff.id, Store.code)
+            .outerjoin(Store, Store.id == Staff.store_id)
+            .where(Staff.brand_id == brand_id, Staff.code == staff_code)
+        ).first()
+        if staff is None:
+            raise UserError("staff", f"no staff member with code {staff_code!r}")
+        if staff.code is None:
+            raise UserError("staff", f"staff {staff_code!r} belongs to no store")
+        if org and org != staff.code:
+            raise UserError("org", f"staff {staff_code!r} works at {staff.code}, not {org}")
+        staff_id, org = int(staff.id), staff.code
+    elif staff_code:
+        raise UserError("staff", "only a guide is tied to a staff member")
+    return unit_for(conn, brand_id, role, org), staff_id
+
+
 def create(
     conn: Connection,
     *,
@@ -76,25 +104,7 @@ def create(
         raise UserError("role", f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if len(password) < passwords.MIN_LENGTH:
         raise UserError("password", f"give at least {passwords.MIN_LENGTH} characters")
-    staff_id = None
-    if role == "guide":
-        if not staff_code:
-            raise UserError("staff", "a guide needs --staff with their staff code")
-        staff = conn.execute(
-            select(Staff.id, Store.code)
-            .outerjoin(Store, Store.id == Staff.store_id)
-            .where(Staff.brand_id == brand_id, Staff.code == staff_code)
-        ).first()
-        if staff is None:
-            raise UserError("staff", f"no staff member with code {staff_code!r}")
-        if staff.code is None:
-            raise UserError("staff", f"staff {staff_code!r} belongs to no store")
-        if org and org != staff.code:
-            raise UserError("org", f"staff {staff_code!r} works at {staff.code}, not {org}")
-        staff_id, org = int(staff.id), staff.code
-    elif staff_code:
-        raise UserError("staff", "only a guide is tied to a staff member")
-    unit = _unit_for(conn, brand_id, role, org)
+    unit, staff_id = placement(conn, brand_id, role, org, staff_code)
     taken = conn.execute(
         select(User.id).where(User.brand_id == brand_id, User.username == username)
     ).first()
@@ -181,23 +191,6 @@ def principal(conn: Connection, *, user_id: int) -> Principal:
     region later is in its manager's scope at once)."""
     user = conn.execute(select(User.__table__).where(User.id == user_id)).one()
     unit = conn.execute(select(OrgUnit.__table__).where(OrgUnit.id == user.org_unit_id)).one()
-    store_ids: tuple[int, ...] | None = None
-    if unit.kind != "hq":
-        units = conn.execute(
-            select(OrgUnit.id, OrgUnit.parent_id).where(OrgUnit.brand_id == user.brand_id)
-        ).all()
-        children: dict[int | None, list[int]] = {}
-        for uid, parent in units:
-            children.setdefault(parent, []).append(uid)
-        subtree, todo = set(), [unit.id]
-        while todo:
-            u = todo.pop()
-            subtree.add(u)
-            todo.extend(children.get(u, []))
-        ids = conn.execute(
-            select(Store.id).where(Store.brand_id == user.brand_id, Store.org_unit_id.in_(subtree))
-        ).scalars()
-        store_ids = tuple(sorted(int(i) for i in ids))
     return Principal(
         user_id=user.id,
         brand_id=user.brand_id,
@@ -205,7 +198,7 @@ def principal(conn: Connection, *, user_id: int) -> Principal:
         display_name=user.display_name or user.username,
         role=user.role,
         org_unit=unit.name,
-        store_ids=store_ids,
+        store_ids=stores_under(conn, brand_id=user.brand_id, unit_id=unit.id, kind=unit.kind),
         staff_id=user.staff_id,
     )
 
@@ -220,6 +213,29 @@ def principal_by_name(conn: Connection, *, brand_id: int, username: str) -> Prin
     if user_id is None:
         raise UserError("as", f"no enabled console user named {username!r} (see `siyu user list`)")
     return principal(conn, user_id=int(user_id))
+
+
+def stores_under(
+    conn: Connection, *, brand_id: int, unit_id: int, kind: str
+) -> tuple[int, ...] | None:
+    """The ids of the stores in the org subtree of `unit_id`; None for HQ (every store)."""
+    if kind == "hq":
+        return None
+    units = conn.execute(
+        select(OrgUnit.id, OrgUnit.parent_id).where(OrgUnit.brand_id == brand_id)
+    ).all()
+    children: dict[int | None, list[int]] = {}
+    for uid, parent in units:
+        children.setdefault(parent, []).append(uid)
+    subtree, todo = set(), [unit_id]
+    while todo:
+        u = todo.pop()
+        subtree.add(u)
+        todo.extend(children.get(u, []))
+    ids = conn.execute(
+        select(Store.id).where(Store.brand_id == brand_id, Store.org_unit_id.in_(subtree))
+    ).scalars()
+    return tuple(sorted(int(i) for i in ids))
 
 
 def set_password(conn: Connection, *, brand_id: int, username: str, password: str) -> bool:

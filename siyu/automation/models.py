@@ -28,7 +28,8 @@ class Delivery(RowHashed, CustomerRef, Tracked, Base):
     status: Mapped[str] = mapped_column(String(16))  # delivered / failed
 
 
-OUTBOX_STATUSES = ("pending", "claimed", "sent", "failed")
+# cancelled: never to be sent (its customer was erased, siyu.privacy.erase)
+OUTBOX_STATUSES = ("pending", "claimed", "sent", "failed", "cancelled")
 
 
 class OutboxItem(Base):

@@ -9,10 +9,10 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from siyu.apikit import Paging, listing, paging
-from siyu.app import AppContext, context
+from siyu.app import AppContext, context, needs
 from siyu.channels.models import Channel
 
-router = APIRouter(tags=["directory"])
+router = APIRouter(tags=["directory"], dependencies=[Depends(needs("read"))])
 
 
 @router.get("/channels", summary="Channels: code, name, type")

@@ -28,3 +28,6 @@ class Customer(Base):
     gender: Mapped[str | None] = mapped_column(String(16))
     birthday: Mapped[date | None] = mapped_column(Date)
     city: Mapped[str | None] = mapped_column(String(100))
+    # Set when the person's data was erased (PIPL, siyu.privacy.erase): the row stays as the
+    # anonymous holder of their orders and connections, so every figure stays as it was.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

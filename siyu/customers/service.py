@@ -58,6 +58,7 @@ class CustomerView:
     connections: list[dict[str, object]]
     orders: OrderTotals
     not_merging: list[tuple[str, str, str]] = field(default_factory=list)  # type, value, why
+    erased_at: datetime | None = None  # personal data erased (siyu.privacy.erase)
 
 
 def resolve_key_or_raise(conn: Connection, *, brand_id: int, key: str) -> tuple[int, int | None]:
@@ -155,7 +156,10 @@ def get_view(
     b = {"b": brand_id, "c": customer_id}
     ring = pii.keyring(conn)
     prof = conn.execute(
-        text("SELECT name_sealed, gender, city FROM customer WHERE id = :c AND brand_id = :b"), b
+        text(
+            "SELECT name_sealed, gender, city, erased_at FROM customer WHERE id = :c AND brand_id = :b"
+        ),
+        b,
     ).one()
     rows = conn.execute(
         text(
@@ -181,6 +185,7 @@ def get_view(
         links=explain(list(records.values())),
         connections=_connections(conn, b, store_ids),
         orders=_order_totals(conn, b, store_ids),
+        erased_at=_instant(prof[3]),
     )
     seen: set[tuple[str, str]] = set()
     for rec in view.records:

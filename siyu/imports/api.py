@@ -15,7 +15,8 @@ from fastapi import APIRouter, Body, Depends
 from fastapi.concurrency import run_in_threadpool
 
 from siyu.api_errors import ApiError
-from siyu.app import AppContext, context
+from siyu.app import AppContext, context, needs
+from siyu.auth.principal import Principal
 from siyu.imports import service as import_service
 from siyu.imports.reader import FileUnreadable
 from siyu.imports.specs import BY_NAME
@@ -130,5 +131,11 @@ def ingest_rows(ctx: AppContext, body: dict[str, list[dict[str, Any]]]) -> dict[
 async def ingest(
     body: dict[str, Any] = Body(..., examples=[EXAMPLE]),
     ctx: AppContext = Depends(context),
+    who: Principal = Depends(needs("ingest")),
 ) -> dict[str, Any]:
+    if not who.whole_brand:
+        # Interchange rows name stores, staff and records brand-wide; a store's token would
+        # need row-by-row checks this endpoint does not make.
+        raise ApiError(403, "forbidden", f"a {who.role} token of {who.org_unit} cannot ingest "
+                       "interchange rows; issue a brand-wide (HQ role) token", "role")  # fmt: skip
     return await run_in_threadpool(ingest_rows, ctx, _check(body))

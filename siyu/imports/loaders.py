@@ -21,10 +21,11 @@ from siyu.identity.models import IDENTITY_TYPES, Identifier, RecordIdentity, Sou
 from siyu.imports import protect
 from siyu.imports import upsert as up
 from siyu.imports.specs import FileSpec, Ref
-from siyu.imports.validate import Check, _lit, raw
+from siyu.imports.validate import Check, _lit, raw, ref_value
 from siyu.membership.models import Membership
 from siyu.orders.models import Order, OrderItem, Product
 from siyu.orgs.models import Store
+from siyu.privacy import blocks
 from siyu.referral.models import Referral
 from siyu.staff.models import Staff
 
@@ -106,8 +107,28 @@ def _ref_check(r: Ref) -> Check:
     )
 
 
-def load_ref_maps(duck: duckdb.DuckDBPyConnection, conn: Connection, brand_id: int) -> None:
-    """Copy the (small) code → id maps of stores, staff, channels and groups into DuckDB."""
+def erasure_checks(spec: FileSpec) -> list[Check]:
+    """A row carrying an erased person's identifier or source-record key is rejected
+    (siyu.privacy.blocks: re-collection needs fresh consent, not a re-sent file)."""
+    why = _lit(blocks.REASON)
+    checks: list[Check] = []
+    if spec.name == "records":
+        checks.append(Check("record_id", f"siyu_erased('record', {raw('record_id')})", why))
+        checks += [
+            Check(t, f"siyu_erased('{t}', siyu_normalize_identifier('{t}', {raw(t)}))", why)
+            for t in IDENTITY_TYPES
+        ]
+    if spec.name == "memberships":
+        checks.append(Check("member_no", f"siyu_erased('member_no', {raw('member_no')})", why))
+    for prefix in spec.customer_refs:
+        kind = f"lower({raw(prefix + 'id_type')})"
+        checks.append(Check(f"{prefix}id_value", f"siyu_erased({kind}, {ref_value(prefix)})", why))
+    return checks
+
+
+def load_ref_maps(duck: duckdb.DuckDBPyConnection, conn: Connection, brand_id: int) -> int:
+    """Copy the (small) code → id maps of stores, staff, channels and groups into DuckDB, and
+    the erasure list; the number of entries on that list."""
     for table in ("store", "staff", "channel", "chat_group"):
         rows = conn.execute(
             text(f"SELECT code, id FROM {table} WHERE brand_id = :b"), {"b": brand_id}
@@ -117,6 +138,7 @@ def load_ref_maps(duck: duckdb.DuckDBPyConnection, conn: Connection, brand_id: i
             "unnest($i::BIGINT[]) AS id",
             {"c": [r[0] for r in rows], "i": [r[1] for r in rows]},
         )
+    return blocks.load_for_import(duck, conn, brand_id)
 
 
 def _code(col: str, table: str) -> str:

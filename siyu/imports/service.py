@@ -131,9 +131,12 @@ def import_directory(
             loaded = load(duck, path, spec)
             result.read = loaded.rows + len(loaded.structural_rejects)
             with engine.begin() as conn:
-                loaders.load_ref_maps(duck, conn, brand_id)
+                erased = loaders.load_ref_maps(duck, conn, brand_id)
                 notify(path.name, "validating")
-                ok = validate(duck, loaded, spec, loaders.ref_checks(spec), path.name)
+                checks = loaders.ref_checks(spec)
+                if erased:  # no hashing of every value while the erasure list is empty
+                    checks += loaders.erasure_checks(spec)
+                ok = validate(duck, loaded, spec, checks, path.name)
                 protect.hash_columns(duck, ok, spec)
                 notify(path.name, "storing")
                 applied = loaders.APPLY[name](

@@ -10,12 +10,13 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 
 from siyu.api_errors import ApiError
-from siyu.app import AppContext, context
+from siyu.app import AppContext, context, needs, not_found
+from siyu.auth.principal import OutOfScope, Principal
 from siyu.metrics import cohorts as cohort_tables
 from siyu.metrics import compare as gmv_compare
 from siyu.metrics.period import Period, PeriodError
 from siyu.metrics.report import Runner, build
-from siyu.metrics.scope import Scope, ScopeError, resolve
+from siyu.metrics.scope import Scope, ScopeError, readable
 from siyu.warehouse import duck
 from siyu.warehouse.sync import sync
 
@@ -34,16 +35,20 @@ def _period(ctx: AppContext, start: date, end: date, prefix: str = "") -> Period
     return period
 
 
-def _run(ctx: AppContext, stores: list[str] | None, regions: list[str] | None,
+def _run(ctx: AppContext, who: Principal, stores: list[str] | None, regions: list[str] | None,
          channel: str | None, work: Any) -> Any:  # fmt: skip
-    """Sync the warehouse, resolve the filters, and run `work(con, scope)` in one connection."""
+    """Sync the warehouse, resolve the filters within the token's stores (a store or region
+    outside them is 404, like one that does not exist), and run `work(con, scope)`."""
     con = duck.connect(ctx.settings.duckdb_path)
     try:
         sync(con, ctx.engine, ctx.brand_id)
         try:
-            scope = resolve(con, ctx.brand_id, ctx.settings.timezone, stores, regions, channel)
+            scope = readable(con, who, ctx.settings.timezone, stores, regions, channel)
         except ScopeError as e:
             raise ApiError(422, "unknown", str(e), e.field) from None
+        except OutOfScope as e:
+            field = "region" if e.target.startswith("region:") else "store"
+            raise not_found(ctx, who, e.target, str(e), field) from None
         return work(con, scope)
     finally:
         con.close()
@@ -57,11 +62,12 @@ async def metrics(
     region: Codes = None,
     channel: str | None = None,
     ctx: AppContext = Depends(context),
+    who: Principal = Depends(needs("read")),
 ) -> dict[str, Any]:
     period = _period(ctx, start, end)
     constants = ctx.settings.metric_constants
     return await run_in_threadpool(
-        _run, ctx, store, region, channel,
+        _run, ctx, who, store, region, channel,
         lambda con, scope: build(con, scope, period, constants),
     )  # fmt: skip
 
@@ -76,6 +82,7 @@ async def compare(
     region: Codes = None,
     channel: str | None = None,
     ctx: AppContext = Depends(context),
+    who: Principal = Depends(needs("read")),
 ) -> dict[str, Any]:
     current, baseline = _period(ctx, start, end), _period(ctx, vs_from, vs_to, "vs_")
 
@@ -85,7 +92,7 @@ async def compare(
         except gmv_compare.CompareError as e:
             raise ApiError(422, "not_comparable", str(e), None) from None
 
-    return await run_in_threadpool(_run, ctx, store, region, channel, work)
+    return await run_in_threadpool(_run, ctx, who, store, region, channel, work)
 
 
 @router.get("/cohorts", summary="First-connection cohort table (SPEC §5.3–5.5)")
@@ -99,6 +106,7 @@ async def cohorts(
     region: Codes = None,
     channel: str | None = None,
     ctx: AppContext = Depends(context),
+    who: Principal = Depends(needs("read")),
 ) -> dict[str, Any]:
     period = _period(ctx, start, end)
 
@@ -110,4 +118,4 @@ async def cohorts(
         )  # fmt: skip
         return table.as_json()
 
-    return await run_in_threadpool(_run, ctx, store, region, channel, work)
+    return await run_in_threadpool(_run, ctx, who, store, region, channel, work)

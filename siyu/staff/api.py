@@ -9,7 +9,8 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from siyu.apikit import Paging, listing, paging
-from siyu.app import AppContext, context
+from siyu.app import AppContext, context, needs
+from siyu.auth.principal import Principal
 from siyu.orgs.models import Store
 from siyu.staff.models import Staff
 
@@ -21,7 +22,10 @@ async def staff(
     store: Annotated[str | None, Query(description="Only this store's staff (store code)")] = None,
     page: Paging = Depends(paging),
     ctx: AppContext = Depends(context),
+    who: Principal = Depends(needs("read")),
 ) -> dict[str, Any]:
+    """Staff of the stores the token's org unit covers (a store outside them lists nobody,
+    exactly like a store code that does not exist)."""
     t, s = Staff.__table__.c, Store.__table__.c
     stmt = (
         select(t.code, t.name, s.code.label("store"), t.persona, t.wecom_userid)
@@ -31,4 +35,6 @@ async def staff(
     )
     if store is not None:
         stmt = stmt.where(s.code == store)
+    if who.store_ids is not None:
+        stmt = stmt.where(t.store_id.in_(who.store_ids))
     return await run_in_threadpool(listing, ctx.engine, stmt, page)

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from siyu.api_errors import ApiError
-from siyu.app import AppContext, Caller, caller, context
+from siyu.app import AppContext, context, needs, not_found
+from siyu.auth.principal import Principal
 from siyu.customers import service as customer_service
 from siyu.tags import service
 from siyu.tags.service import TagError
@@ -43,7 +44,11 @@ def _error(e: TagError) -> ApiError:
 
 
 @router.get("/tags", summary="Tags with their group, kind, WeCom id and customer count")
-def list_tags(group: str | None = None, ctx: AppContext = Depends(context)) -> dict[str, Any]:
+def list_tags(
+    group: str | None = None,
+    ctx: AppContext = Depends(context),
+    who: Principal = Depends(needs("read")),
+) -> dict[str, Any]:
     with ctx.engine.connect() as conn:
         try:
             return {"tags": service.list_tags(conn, brand_id=ctx.brand_id, group=group)}
@@ -52,7 +57,12 @@ def list_tags(group: str | None = None, ctx: AppContext = Depends(context)) -> d
 
 
 @router.post("/tags", status_code=201, summary="Create a tag (a rule tag when a rule is given)")
-def create_tag(body: NewTag, ctx: AppContext = Depends(context)) -> dict[str, Any]:
+def create_tag(
+    body: NewTag, ctx: AppContext = Depends(context), who: Principal = Depends(needs("write"))
+) -> dict[str, Any]:
+    if not who.whole_brand:
+        raise ApiError(403, "forbidden", f"tags are the brand's; a {who.role} token of "
+                       f"{who.org_unit} cannot create them", "role")  # fmt: skip
     with ctx.engine.begin() as conn:
         try:
             tag_id = service.create_tag(conn, brand_id=ctx.brand_id, group=body.group,
@@ -65,7 +75,7 @@ def create_tag(body: NewTag, ctx: AppContext = Depends(context)) -> dict[str, An
 
 
 def _change(
-    ctx: AppContext, who: Caller, customer_id: int, tag_id: int, add: bool
+    ctx: AppContext, who: Principal, customer_id: int, tag_id: int, add: bool
 ) -> dict[str, Any]:
     with ctx.engine.begin() as conn:
         try:
@@ -74,19 +84,23 @@ def _change(
             )
         except customer_service.CustomerNotFound as e:
             raise ApiError(404, "not_found", str(e), "customer_id") from None
-        fn = service.tag_customers if add else service.untag_customers
-        try:
-            n = fn(conn, brand_id=ctx.brand_id, tag_id=tag_id, customer_ids=[live],
-                   by=f"api:{who.integration}", source="manual")  # fmt: skip
-        except TagError as e:
-            raise _error(e) from None
+        readable = customer_service.can_read(conn, who, live)
+        if readable:
+            fn = service.tag_customers if add else service.untag_customers
+            try:
+                n = fn(conn, brand_id=ctx.brand_id, tag_id=tag_id, customer_ids=[live],
+                       by=f"api:{who.username}", source="manual")  # fmt: skip
+            except TagError as e:
+                raise _error(e) from None
+    if not readable:  # a customer outside the token's scope is answered as missing
+        raise not_found(ctx, who, f"customer:{live}", f"no customer {customer_id}", "customer_id")
     return {"customer_id": live, "tag_id": tag_id, "changed": n == 1}
 
 
 @router.post("/customers/{customer_id}/tags/{tag_id}", summary="Tag a customer (idempotent)")
 def tag_customer(
     customer_id: int, tag_id: int, ctx: AppContext = Depends(context),
-    who: Caller = Depends(caller),
+    who: Principal = Depends(needs("write")),
 ) -> dict[str, Any]:  # fmt: skip
     return _change(ctx, who, customer_id, tag_id, add=True)
 
@@ -94,6 +108,6 @@ def tag_customer(
 @router.delete("/customers/{customer_id}/tags/{tag_id}", summary="Untag a customer (idempotent)")
 def untag_customer(
     customer_id: int, tag_id: int, ctx: AppContext = Depends(context),
-    who: Caller = Depends(caller),
+    who: Principal = Depends(needs("write")),
 ) -> dict[str, Any]:  # fmt: skip
     return _change(ctx, who, customer_id, tag_id, add=False)

@@ -136,6 +136,7 @@ MIRRORS: tuple[Mirror, ...] = (
             _c("gender", "VARCHAR"),
             _c("birthday", "DATE"),
             _c("city", "VARCHAR"),
+            _c("erased_at", TS),
         ),
         ("id",),
         stamp="updated_at",
@@ -154,6 +155,12 @@ MIRRORS: tuple[Mirror, ...] = (
         ),
         ("id",),
         stamp="changed_at",
+        # An erasure deletes the person's identifier rows (siyu.privacy.erase); its feed drops
+        # them here on the next sync, not only on a full one.
+        removed=(
+            "SELECT identifier_id FROM erased_identifier "
+            "WHERE brand_id = :brand_id AND erased_at >= :since"
+        ),
     ),
     Mirror(
         "orders",

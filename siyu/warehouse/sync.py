@@ -9,7 +9,8 @@ Every fact that names a customer by identifier gets its customer id here, from t
 identifiers; when identity resolution moves an identifier to another customer (a merge or an
 unmerge), the facts carrying it are re-keyed in the same sync. Deleted operational rows are
 only dropped by a full sync (`siyu warehouse sync --full`), except where a mirror has a change
-feed of removals (`Mirror.removed`: customer tags, from their history).
+feed of removals (`Mirror.removed`: customer tags, from their history; identifiers an erasure
+deleted, from erased_identifier).
 
 Each sync also notes which mirrors it really changed (`_mirror_changes`: a re-read row identical
 to the stored one changes nothing), so something derived from the warehouse — the daily

@@ -43,6 +43,8 @@ from siyu.metrics.period import Period, PeriodError
 from siyu.metrics.report import LIFECYCLE_STAGES, Runner, build
 from siyu.metrics.scope import Scope, ScopeError, readable
 from siyu.orgs import service as orgs
+from siyu.privacy import service as privacy
+from siyu.privacy.export import dumps
 from siyu.segments import evaluate
 from siyu.segments.rules import FIELDS, RuleError, parse
 from siyu.sop import report as sop_report
@@ -507,19 +509,106 @@ def customer_360(request: Request, key: str, me: Principal = Depends(current)) -
             shown = val
             if ty == "phone":
                 shown = _shown(me, val, None)[0]
-            identities.append({"record": rec.key, "source": rec.source, "type": ty,
+            identities.append({"record": _record_key(me, rec.key), "source": rec.source, "type": ty,
                                "value": shown, "status": status})  # fmt: skip
     masked_links = [
         {"frm": link.frm, "to": link.to, "via": _mask_via(me, link.via)} for link in view.links
     ]
-    records = {r.id: r for r in view.records}
+    records = {r.id: _record_key(me, r.key) for r in view.records}
     with warehouse(ctx) as con:
         attributes = _lifecycle_of(con, ctx, view.id)
     return render(
         request, "customer.html", me, c=view, name=_shown(me, None, view.name)[1],
         identities=identities, links=masked_links, records=records, order_rows=order_rows,
         attributes=attributes, tag_rows=tag_rows, tz=ZoneInfo(ctx.settings.timezone),
+        pipl=_answers_pipl(me),
     )  # fmt: skip
+
+
+# --- PIPL: export and erase one customer (HQ admin only) ------------------------------------
+
+
+def _answers_pipl(me: Principal) -> bool:
+    """Who answers a person's PIPL request: the HQ admin (everyone else gets a 404)."""
+    return me.role == "hq_admin" and me.kind == "user"
+
+
+def _pipl_customer(request: Request, me: Principal, key: str) -> int | HTMLResponse:
+    """The live customer `key` names, for an HQ admin; otherwise the page answering (404,
+    audited for another role)."""
+    if not _answers_pipl(me):
+        return deny(request, me, f"pipl:{key}")
+    ctx = context(request)
+    with ctx.engine.begin() as conn:
+        try:
+            return customers.resolve_key_or_raise(conn, brand_id=ctx.brand_id, key=key)[0]
+        except customers.CustomerNotFound:
+            return render(request, "not_found.html", me, status=404)
+
+
+@router.get("/customers/{key}/export")
+def customer_export(request: Request, key: str, me: Principal = Depends(current)) -> Response:
+    """Everything held about the customer as a JSON download (audited as an export)."""
+    found = _pipl_customer(request, me, key)
+    if isinstance(found, Response):
+        return found
+    ctx = context(request)
+    with _warehouse_lock:
+        con = duck.connect(ctx.settings.duckdb_path)
+        try:
+            doc = privacy.export(
+                ctx.engine, brand_id=ctx.brand_id, key=str(found), actor=me.actor,
+                user_id=me.user_id, warehouse=con,
+            )  # fmt: skip
+        finally:
+            con.close()
+    return Response(
+        dumps(doc), media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="customer-{found}.json"'},
+    )  # fmt: skip
+
+
+@router.get("/customers/{key}/erase")
+def customer_erase_page(request: Request, key: str, me: Principal = Depends(current)) -> Response:
+    """The confirmation page: what goes, what stays, the reason."""
+    found = _pipl_customer(request, me, key)
+    if isinstance(found, Response):
+        return found
+    return render(request, "erase.html", me, customer_id=found, error=None, reason="")
+
+
+@router.post("/customers/{key}/erase", dependencies=[Depends(csrf_checked)])
+async def customer_erase(request: Request, key: str, me: Principal = Depends(current)) -> Response:
+    found = _pipl_customer(request, me, key)
+    if isinstance(found, Response):
+        return found
+    form = _form(await request.body())
+    reason = form.get("reason", "").strip()
+    lang = lang_of(request)
+    error = None
+    if not reason:
+        error = translate(lang, "erase_reason_required")
+    elif form.get("confirm") != "yes":
+        error = translate(lang, "erase_confirm_required")
+    if error is None:
+        ctx = context(request)
+        try:
+            await run_in_threadpool(
+                privacy.erase, ctx.engine, brand_id=ctx.brand_id, key=str(found), reason=reason,
+                actor=me.actor, user_id=me.user_id,
+            )  # fmt: skip
+        except privacy.ErasureError as e:
+            error = str(e)
+    if error is not None:
+        return render(request, "erase.html", me, status=422, customer_id=found, error=error,
+                      reason=reason)  # fmt: skip
+    return RedirectResponse(f"/customers/{found}", status_code=303)
+
+
+def _record_key(me: Principal, key: str) -> str:
+    """A reference record's key is the identifier it stands for (`ref:phone:+86…`): masked
+    like that identifier."""
+    return "ref:" + _mask_via(me, key[4:]) if key.startswith("ref:") else key
 
 
 def _mask_via(me: Principal, via: str) -> str:

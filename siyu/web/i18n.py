@@ -199,6 +199,33 @@ TEXT: dict[str, tuple[str, str]] = {
         "No SOP yet: siyu sop import --playbooks imports the field playbooks",
     ),
     "latest_orders": ("最近 {shown} 单，共 {total} 单", "latest {shown} of {total} orders"),
+    "pipl": ("个人信息权利（PIPL）", "Personal-data rights (PIPL)"),
+    "export_pii": ("导出个人信息", "Export personal data"),
+    "erase_pii": ("删除个人信息", "Erase personal data"),
+    "erased_banner": (
+        "此顾客的个人信息已于 {at} 删除；订单等事实以匿名方式保留，指标不变",
+        "This customer's personal data was erased on {at}; orders and other facts stay, anonymous, so the figures do not change",
+    ),
+    "erase_explain": (
+        "将删除：身份标识与来源记录、姓名/生日/城市/性别、消息内容与收件地址、事件内容；"
+        "待发送的消息将被取消。保留：匿名的订单、建联、会员、标签，GMV、留存、复购等指标不变。"
+        "再次导入相同标识的数据会被拒绝，除非顾客重新同意（siyu customer recollect）。此操作无法撤销。",
+        "Deleted: identifiers and source records, name / birthday / city / gender, message "
+        "contents and addresses, event contents; queued messages are cancelled. Kept, "
+        "anonymous: orders, connections, memberships, tags — GMV, retention and repurchase do "
+        "not change. A re-import of the same identifiers is refused unless the person consents "
+        "again (siyu customer recollect). This cannot be undone.",
+    ),
+    "erase_reason": ("删除原因（写入审计日志）", "Reason (kept in the audit log)"),
+    "erase_confirm": (
+        "我确认删除，且此操作无法撤销",
+        "I confirm: erase, and this cannot be undone",
+    ),
+    "erase_submit": ("确认删除", "Erase"),
+    "erase_reason_required": ("请填写删除原因", "reason: say why the data is erased"),
+    "erase_confirm_required": ("请勾选确认", "confirm: tick the box to confirm"),
+    "erase_already": ("此顾客已被删除", "This customer was already erased"),
+    "cancel": ("取消", "Cancel"),
 }
 
 

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from siyu.app import create_app
 from siyu.audit import service as audit
 from siyu.auth import service as tokens
+from siyu.auth.principal import SCOPES
 from siyu.config import Settings
 from siyu.runtime import open_brand
 from tests.factories import run_import, write_dir
@@ -23,7 +24,7 @@ def api(settings: Settings, tmp_path: Path) -> Iterator[tuple[TestClient, dict[s
     run_import(settings, write_dir(tmp_path / "in", brand.FILES))
     engine, brand_id = open_brand(settings)
     with engine.begin() as conn:
-        token = tokens.create(conn, brand_id, "crm")
+        token = tokens.create(conn, brand_id, "crm", role="hq_admin", scopes=SCOPES)
     engine.dispose()
     app = create_app(settings)
     with TestClient(app) as client:

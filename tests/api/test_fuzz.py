@@ -14,6 +14,7 @@ from schemathesis.checks import not_a_server_error
 
 from siyu.app import create_app
 from siyu.auth import service as tokens
+from siyu.auth.principal import SCOPES
 from siyu.config import Settings
 from siyu.runtime import open_brand
 from tests.factories import run_import, write_dir
@@ -25,7 +26,7 @@ def api(settings: Settings, tmp_path: Path) -> Iterator[tuple[object, str]]:
     run_import(settings, write_dir(tmp_path / "in", brand.FILES))
     engine, brand_id = open_brand(settings)
     with engine.begin() as conn:
-        token = tokens.create(conn, brand_id, "fuzz")
+        token = tokens.create(conn, brand_id, "fuzz", role="hq_admin", scopes=SCOPES)
     engine.dispose()
     app = create_app(settings)
     yield app, token

@@ -29,7 +29,7 @@ def api(settings: Settings, tmp_path: Path) -> Iterator[tuple[TestClient, dict[s
     run_import(settings, write_dir(tmp_path / "in", files))
     engine, brand_id = open_brand(settings)
     with engine.begin() as conn:
-        token = tokens.create(conn, brand_id, "pos")
+        token = tokens.create(conn, brand_id, "pos", scopes=("ingest", "read"))
     engine.dispose()
     app = create_app(settings)
     with TestClient(app) as client:

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from siyu.app import create_app
 from siyu.auth import service as tokens
+from siyu.auth.principal import SCOPES
 from siyu.config import Settings
 from siyu.runtime import open_brand
 from siyu.tags import service
@@ -23,7 +24,7 @@ def api(settings: Settings, tmp_path: Path) -> Iterator[tuple[TestClient, dict[s
     build(settings, tmp_path / "in")
     engine, brand_id = open_brand(settings)
     with engine.begin() as conn:
-        token = tokens.create(conn, brand_id, "crm")
+        token = tokens.create(conn, brand_id, "crm", role="hq_admin", scopes=SCOPES)
     engine.dispose()
     app = create_app(settings)
     with TestClient(app) as client:

@@ -52,6 +52,11 @@ READABLE = {
 
 def build(settings: Settings, tmp_path: Path) -> None:
     run_import(settings, write_dir(tmp_path / "in", FILES))
+    build_users(settings)
+
+
+def build_users(settings: Settings) -> None:
+    """One console user per role (USERS)."""
     engine, brand_id = open_brand(settings)
     with engine.begin() as conn:
         for name, (role, org, staff) in USERS.items():

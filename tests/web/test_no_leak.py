@@ -46,6 +46,9 @@ WALKED = {
     ("GET", "/cohorts"),
     ("GET", "/customers"),
     ("GET", "/customers/{key}"),
+    ("GET", "/customers/{key}/export"),
+    ("GET", "/customers/{key}/erase"),
+    ("POST", "/customers/{key}/erase"),
     ("GET", "/segments"),
     ("GET", "/sops"),
     ("POST", "/segments/count"),
@@ -113,6 +116,12 @@ def test_walk_every_route_and_find_no_foreign_row(
             allowed = key.isdigit() and int(key) in readable
             allowed |= key == "external_userid:e2" and 2 in readable
             assert r.status_code == (200 if allowed else 404), key
+        for key in KEYS:  # PIPL export and erasure are the HQ admin's: 404 for everyone else
+            for action in ("export", "erase"):
+                assert get(f"/customers/{key}/{action}").status_code == 404, key
+            r = c.post(f"/customers/{key}/erase", data={"reason": "x", "confirm": "yes"})
+            pages.append((f"POST /customers/{key}/erase", r))
+            assert r.status_code == 404, key
         assert get("/segments").status_code == 200
         assert get("/sops").status_code == 200
         for rule in (MATCH_ALL, AT_S002):

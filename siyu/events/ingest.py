@@ -1,0 +1,350 @@
+"""Recording integration events (SPEC §3 Event) in bulk: validate each in Python, resolve every
+customer key of the batch in a few set-based queries, and write the batch with one
+INSERT … ON CONFLICT DO NOTHING RETURNING — no ORM object per event (issue #7 benchmark,
+bench/ingest.py).
+
+`record_many` takes several requests' batches at once (the API's group commit): one
+transaction for all of them, each request answered on its own, in its own order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy import Connection, Engine, bindparam, text
+
+from siyu import pii
+from siyu.auth.principal import Principal
+from siyu.customers import service as customers
+from siyu.identity.normalize import InvalidIdentifier, parse_key
+
+MAX_EVENTS = 1_000
+MAX_PAYLOAD = 10_000  # characters of the payload as compact JSON
+TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+# Types Siyu emits itself: an integration may not forge them.
+RESERVED = ("segment.", "lifecycle.", "tag.", "message.", "wecom.", "identity.")
+FIELDS = frozenset({"type", "idempotency_key", "customer", "occurred_at", "payload"})
+
+
+class Rejected(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(slots=True)
+class _Row:
+    index: int
+    key: str
+    type: str
+    customer: str | None
+    occurred_at: datetime
+    payload: str  # JSON text
+
+
+@lru_cache(maxsize=8)
+def _zone(name: str) -> tzinfo:
+    return ZoneInfo(name)
+
+
+def _occurred(value: Any, tz: str, now: datetime) -> datetime:
+    if not isinstance(value, str):
+        raise Rejected("occurred_at", "an ISO 8601 timestamp, e.g. 2025-11-01T09:00:00+08:00")
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise Rejected("occurred_at", f"{value!r} is not an ISO 8601 timestamp") from None
+    if at.tzinfo is None:  # a local time of the brand
+        at = at.replace(tzinfo=_zone(tz))
+    at = at.astimezone(UTC)
+    if at > now:
+        raise Rejected("occurred_at", f"{value} is in the future")
+    return at
+
+
+@lru_cache(maxsize=4_096)
+def _type_error(kind: str) -> str | None:
+    """Why `kind` is not a type an integration may send, or None (types repeat: memoised)."""
+    if len(kind) > 64 or not TYPE.match(kind):
+        return "a dotted lower-case name of at most 64 characters, e.g. coupon.expiring"
+    if kind.startswith(RESERVED):
+        return f"{kind!r} is emitted by Siyu itself"
+    return None
+
+
+def _parse(item: Any, index: int, tz: str, now: datetime) -> _Row:
+    if not isinstance(item, dict):
+        raise Rejected("", "an event is an object")
+    if not FIELDS.issuperset(item):
+        raise Rejected(sorted(set(item) - FIELDS)[0], "unknown field")
+    kind = item.get("type")
+    if not isinstance(kind, str):
+        kind = ""
+    wrong = _type_error(kind)
+    if wrong is not None:
+        raise Rejected("type", wrong)
+    key = item.get("idempotency_key")
+    if not isinstance(key, str) or not 1 <= len(key) <= 200:
+        raise Rejected("idempotency_key", "a string of 1–200 characters")
+    payload = item.get("payload", {})
+    if not isinstance(payload, dict):
+        raise Rejected("payload", f"an object of at most {MAX_PAYLOAD:,} characters as JSON")
+    try:
+        as_json = orjson.dumps(payload).decode()
+    except TypeError:  # e.g. an integer beyond 64 bits
+        raise Rejected("payload", "holds a value JSON cannot carry exactly") from None
+    if len(as_json) > MAX_PAYLOAD:
+        raise Rejected("payload", f"an object of at most {MAX_PAYLOAD:,} characters as JSON")
+    customer = item.get("customer")
+    occurred = _occurred(item.get("occurred_at"), tz, now)
+    return _Row(index, key, kind, None if customer is None else str(customer), occurred, as_json)
+
+
+class _Raw:
+    """The transaction's DBAPI cursor: the hot path skips SQLAlchemy's compilation and row
+    objects (as siyu.bulk does). A list travels as one JSON text parameter, expanded by the
+    database (json_each / json_array_elements_text): orjson encodes it in C, where binding a
+    Python list as an array (psycopg) costs microseconds per element."""
+
+    def __init__(self, conn: Connection) -> None:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        self.pg = conn.dialect.name == "postgresql"
+        self.cur = raw.cursor()
+
+    def rows(self, sql: str, params: list[Any]) -> list[Any]:
+        params = [orjson.dumps(p).decode() if isinstance(p, list) else p for p in params]
+        self.cur.execute(sql if self.pg else sql.replace("%s", "?"), params)
+        return list(self.cur.fetchall())
+
+    # One unique-index lookup per value, driven from the values whatever the table statistics
+    # say: a freshly imported table looks empty to PostgreSQL's planner, which then scans it
+    # (a LATERAL subquery with LIMIT is always a nested loop).
+    def customers(self, brand_id: int, ids: list[int]) -> list[Any]:
+        """(id, merged_into_id) of those of `ids` that exist."""
+        if self.pg:
+            sql = (
+                "SELECT c.id, c.merged_into_id FROM json_array_elements_text(%s::json) AS x(v) "
+                "CROSS JOIN LATERAL (SELECT id, merged_into_id FROM customer "
+                "WHERE id = x.v::bigint AND brand_id = %s LIMIT 1) c"
+            )
+        else:
+            sql = (
+                "SELECT c.id, c.merged_into_id FROM json_each(%s) x CROSS JOIN customer c "
+                "WHERE c.id = x.value AND c.brand_id = %s"
+            )
+        return self.rows(sql, [ids, brand_id])
+
+    def identifiers(self, brand_id: int, id_type: str, values: list[str]) -> list[Any]:
+        """(value, customer_id) of those of `values` that are identifiers of type `id_type`."""
+        if self.pg:
+            sql = (
+                "SELECT i.value, i.customer_id FROM json_array_elements_text(%s::json) AS x(v) "
+                "CROSS JOIN LATERAL (SELECT value, customer_id FROM identifier WHERE brand_id = %s "
+                "AND id_type = %s AND value = x.v LIMIT 1) i"
+            )
+        else:
+            sql = (
+                "SELECT i.value, i.customer_id FROM json_each(%s) x CROSS JOIN identifier i "
+                "WHERE i.brand_id = %s AND i.id_type = %s AND i.value = x.value"
+            )
+        return self.rows(sql, [values, brand_id, id_type])
+
+
+@lru_cache(maxsize=65_536)
+def _identifier(key: str) -> tuple[str, str] | str:
+    """`type:value` normalised, or why it is not an identifier (keys repeat: memoised)."""
+    try:
+        return parse_key(key)
+    except InvalidIdentifier as e:
+        return str(e)
+
+
+def _utc_text(at: datetime) -> str:
+    """A UTC instant (as `_occurred` gives) in the form SQLAlchemy stores on SQLite
+    (siyu.db.sqlite_ts) — isoformat, several times faster than strftime."""
+    return at.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _resolve(
+    raw: _Raw, ring: pii.Keyring, brand_id: int, keys: set[str]
+) -> tuple[dict[str, int], dict[str, str]]:
+    """Customer keys (an id or `type:value`) → live customer id, set-based; and why the others
+    name no customer, worded as `siyu.customers.service.resolve_key_or_raise` words it. Phones
+    and emails are looked up by their lookup hash, as the store holds them (siyu.pii)."""
+    found: dict[str, int] = {}
+    why: dict[str, str] = {}
+    by_id: dict[int, list[str]] = defaultdict(list)
+    by_value: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for key in keys:
+        if key.isdigit():
+            if len(key) > 18:
+                why[key] = f"no customer {key}"
+            else:
+                by_id[int(key)].append(key)
+            continue
+        parsed = _identifier(key)
+        if isinstance(parsed, str):
+            why[key] = parsed
+        else:
+            by_value[parsed].append(key)
+    if by_id:
+        rows = raw.customers(brand_id, list(by_id))
+        live = {int(r[0]): int(r[1] or r[0]) for r in rows}
+        for cid, named in by_id.items():
+            for key in named:
+                if cid in live:
+                    found[key] = live[cid]
+                else:
+                    why[key] = f"no customer {cid}"
+    per_type: dict[str, dict[str, str]] = defaultdict(dict)  # type → stored value → value
+    for id_type, value in by_value:
+        per_type[id_type][pii.stored_value(ring, id_type, value)] = value
+    known: dict[tuple[str, str], int | None] = {}
+    for id_type, values in per_type.items():
+        rows = raw.identifiers(brand_id, id_type, list(values))
+        known.update({(id_type, values[r[0]]): r[1] for r in rows})
+    for (id_type, value), named in by_value.items():
+        for key in named:
+            if (id_type, value) not in known:
+                why[key] = f"no customer has {id_type}:{value}"
+            elif known[(id_type, value)] is None:
+                why[key] = (
+                    f"{id_type}:{value} is quarantined (shared by too many records) and names "
+                    "no customer; see `siyu identity quarantined`"
+                )
+            else:
+                found[key] = int(known[(id_type, value)])  # type: ignore[arg-type]
+    return found, why
+
+
+def _outside(conn: Connection, principal: Principal, ids: set[int]) -> set[int]:
+    """Those of `ids` the principal may not read (an empty set for a whole-brand role)."""
+    scope = customers.readable_customer_ids(principal)
+    if scope is None or not ids:
+        return set()
+    sql, params = scope
+    readable = conn.execute(
+        text(f"SELECT DISTINCT r.customer_id FROM ({sql}) r WHERE r.customer_id IN :ids")
+        .bindparams(bindparam("ids", expanding=True)),
+        {**params, "ids": sorted(ids)},
+    ).scalars()  # fmt: skip
+    return ids - {int(x) for x in readable}
+
+
+COLUMNS = "brand_id, type, idempotency_key, customer_id, occurred_at, recorded_at, payload"
+SQLITE_ROWS = 4_000  # rows per statement: 7 parameters each, SQLite allows 32,766
+
+
+def _insert(raw: _Raw, brand_id: int, rows: list[_Row], cids: list[int | None],
+            now: datetime) -> set[str]:  # fmt: skip
+    """Insert the rows, skipping idempotency keys already stored (or twice in `rows`); the keys
+    inserted. PostgreSQL: one statement over the rows as one JSON document (each payload
+    embedded as the JSON text validated, not encoded again). SQLite: multi-row VALUES (its
+    JSON functions would parse every row's object once per column)."""
+    if not rows:
+        return set()
+    if raw.pg:
+        doc = orjson.dumps(
+            [{"t": r.type, "k": r.key, "c": c, "a": _utc_text(r.occurred_at),
+              "p": orjson.Fragment(r.payload)} for r, c in zip(rows, cids, strict=True)]
+        ).decode()  # fmt: skip
+        raw.cur.execute(
+            f"INSERT INTO event ({COLUMNS}) SELECT %s, t.t, t.k, t.c, (t.a || '+00')::timestamptz, "
+            "%s, t.p FROM json_to_recordset(%s::json) AS t(t text, k text, c bigint, a text, "
+            "p json) ON CONFLICT DO NOTHING RETURNING idempotency_key",
+            [brand_id, now, doc],
+        )  # fmt: skip
+        return {k for (k,) in raw.cur.fetchall()}
+    created: set[str] = set()
+    recorded = _utc_text(now.astimezone(UTC))
+    for start in range(0, len(rows), SQLITE_ROWS):
+        part = range(start, min(start + SQLITE_ROWS, len(rows)))
+        params: list[Any] = []
+        for i in part:
+            r = rows[i]
+            params += (brand_id, r.type, r.key, cids[i], _utc_text(r.occurred_at), recorded,
+                       r.payload)  # fmt: skip
+        marks = ",".join(["(?,?,?,?,?,?,?)"] * len(part))
+        raw.cur.execute(
+            f"INSERT INTO event ({COLUMNS}) VALUES {marks} "
+            "ON CONFLICT DO NOTHING RETURNING idempotency_key",
+            params,
+        )
+        created.update(k for (k,) in raw.cur.fetchall())
+    return created
+
+
+def record_many(
+    engine: Engine, brand_id: int, timezone: str, batches: list[tuple[Principal, list[Any]]]
+) -> list[dict[str, Any]]:
+    """Store each valid event of every batch once, in one transaction; per batch, report
+    created / duplicate / rejected per item, in order."""
+    now = datetime.now(UTC)
+    parsed: list[list[_Row | Rejected]] = []
+    keys: set[str] = set()
+    for _, items in batches:
+        out: list[_Row | Rejected] = []
+        for n, item in enumerate(items):
+            try:
+                row = _parse(item, n, timezone, now)
+            except Rejected as e:
+                out.append(e)
+                continue
+            if row.customer is not None:
+                keys.add(row.customer)
+            out.append(row)
+        parsed.append(out)
+    results: list[dict[str, Any]] = []
+    with engine.begin() as conn:
+        raw = _Raw(conn)
+        found, why = _resolve(raw, pii.keyring(conn), brand_id, keys)
+        hidden: dict[int, set[int]] = {}  # per batch: customers outside the caller's scope
+        for b, (who, _) in enumerate(batches):
+            if customers.readable_customer_ids(who) is None:  # the whole brand
+                hidden[b] = set()
+                continue
+            named = {found[r.customer] for r in parsed[b] if isinstance(r, _Row) and r.customer
+                     in found}  # fmt: skip
+            hidden[b] = _outside(conn, who, named)
+        rows: list[_Row] = []
+        cids: list[int | None] = []
+        for b, out in enumerate(parsed):
+            for n, r in enumerate(out):
+                if not isinstance(r, _Row):
+                    continue
+                cid = None
+                if r.customer is not None:
+                    cid = found.get(r.customer)
+                    if cid is None or cid in hidden[b]:
+                        # outside the scope reads exactly like a customer that does not exist
+                        message = why.get(r.customer) or f"no customer {r.customer}"
+                        out[n] = Rejected("customer", message)
+                        continue
+                rows.append(r)
+                cids.append(cid)
+        created = _insert(raw, brand_id, rows, cids, now)
+    for out in parsed:
+        items_out: list[dict[str, Any]] = []
+        counts = {"created": 0, "duplicate": 0, "rejected": 0}
+        for n, r in enumerate(out):
+            if isinstance(r, Rejected):
+                field = f"events[{n}]" + (f".{r.field}" if r.field else "")
+                items_out.append({"status": "rejected", "field": field, "message": str(r)})
+                counts["rejected"] += 1
+            elif r.key in created:
+                created.discard(r.key)  # a key twice in one batch: the second is a duplicate
+                items_out.append({"status": "created", "idempotency_key": r.key})
+                counts["created"] += 1
+            else:
+                items_out.append({"status": "duplicate", "idempotency_key": r.key})
+                counts["duplicate"] += 1
+        results.append({**counts, "results": items_out})
+    return results
