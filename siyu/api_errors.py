@@ -17,21 +17,21 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
-def _body(code: str, message: str, field: str | None) -> dict[str, object]:
+def error_body(code: str, message: str, field: str | None) -> dict[str, object]:
     return {"error": {"code": code, "message": message, "field": field}}
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, e: ApiError) -> JSONResponse:
-        return JSONResponse(_body(e.code, e.message, e.field), status_code=e.status)
+        return JSONResponse(error_body(e.code, e.message, e.field), status_code=e.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
         first = e.errors()[0]
         loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "body", "path")]
         return JSONResponse(
-            _body("invalid", first.get("msg", "invalid input"), ".".join(loc) or None),
+            error_body("invalid", first.get("msg", "invalid input"), ".".join(loc) or None),
             status_code=422,
         )
 
@@ -40,7 +40,7 @@ def install(app: FastAPI) -> None:
         code = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method"}.get(
             e.status_code, "error"
         )
-        return JSONResponse(_body(code, str(e.detail), None), status_code=e.status_code)
+        return JSONResponse(error_body(code, str(e.detail), None), status_code=e.status_code)
 
 
 def _nul_path(value: object, path: str) -> str | None:
@@ -69,7 +69,11 @@ async def no_nul_characters(request: Request) -> None:
     for name, value in [*request.query_params.multi_items(), *request.path_params.items()]:
         if "\x00" in str(value):
             raise ApiError(422, "invalid", "must not contain NUL (U+0000) characters", name)
-    body = await request.body()
+    refuse_nul(await request.body())
+
+
+def refuse_nul(body: bytes) -> None:
+    """A JSON body holding NUL (raw or escaped) is refused, naming where it is."""
     if b"\x00" in body or b"\\u0000" in body:  # JSON writes the escape with a lower-case u
         try:
             where = _nul_path(json.loads(body), "")

@@ -3,6 +3,7 @@ exactly once, bad rows and events are rejected alone with the field named (issue
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,3 +153,71 @@ def test_events_refuse_bad_batches(api) -> None:  # type: ignore[no-untyped-def]
     assert r.status_code == 422 and r.json()["error"]["field"] == "events"
     r = client.post("/api/v1/events", json={"events": [EVENT] * 1001}, headers=auth)
     assert r.status_code == 413
+
+
+def test_the_fast_path_answers_as_the_documented_route(
+    api, settings: Settings, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """POST /api/v1/events is served by siyu.fastpath, not FastAPI's routing: every answer,
+    good or bad, must be the one the declared route gives."""
+    client, auth = api
+    engine, brand_id = open_brand(settings)
+    with engine.begin() as conn:
+        reader = tokens.create(conn, brand_id, "bi", scopes=("read",))
+    engine.dispose()
+    plain = create_app(settings)
+    plain.user_middleware.clear()  # the same app without siyu.fastpath in front
+    cases: list[tuple[dict[str, str], bytes]] = [
+        ({}, b"{}"),
+        ({"Authorization": "Basic abc"}, b"{}"),
+        ({"Authorization": "Bearer nope"}, b"{}"),
+        ({"Authorization": f"Bearer {reader}"}, b"{}"),
+        (auth, b"not json"),
+        (auth, b"[1, 2]"),
+        (auth, b'{"events": []}'),
+        (auth, b'{"events": 3}'),
+        (auth, b'{"type": "a.b", "payload": {"x": "\\u0000"}}'),
+        (auth, b'{"events": [' + b",".join([b"{}"] * 1001) + b"]}"),
+        (auth, b'{"type": "coupon.used", "idempotency_key": "k", "customer": "999999", '
+               b'"occurred_at": "2025-07-20T09:00:00"}'),  # an unknown customer: rejected alone
+    ]  # fmt: skip
+    with TestClient(plain) as slow:
+        for headers, body in cases:
+            fast_answer = client.post("/api/v1/events", content=body, headers=headers)
+            slow_answer = slow.post("/api/v1/events", content=body, headers=headers)
+            assert fast_answer.status_code == slow_answer.status_code, body
+            assert fast_answer.json() == slow_answer.json(), body
+            assert fast_answer.headers["content-type"] == "application/json"
+    plain.state.siyu.engine.dispose()
+    # Other methods and paths still reach FastAPI.
+    assert client.get("/api/v1/events", headers=auth).status_code == 405
+    assert client.post("/api/v1/events/", json=EVENT, headers=auth,
+                       follow_redirects=False).status_code == 307  # fmt: skip
+    # A body over the limit is refused before it is read whole; nothing is stored.
+    from siyu import fastpath
+
+    monkeypatch.setattr(fastpath, "MAX_BODY", 100)
+    r = client.post("/api/v1/events", json={"events": [EVENT] * 3}, headers=auth)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+    assert query(settings, "SELECT count(*) FROM event WHERE type = 'coupon.expiring'") == [(0,)]
+
+
+def test_a_client_gone_before_its_body_gets_no_answer_and_stores_nothing(
+    api, settings: Settings
+) -> None:  # type: ignore[no-untyped-def]
+    client, auth = api
+    messages = iter([{"type": "http.request", "body": b'{"events": [', "more_body": True},
+                     {"type": "http.disconnect"}])  # fmt: skip
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return next(messages)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/v1/events", "query_string": b"",
+             "headers": [(b"authorization", auth["Authorization"].encode())]}  # fmt: skip
+    asyncio.run(client.app.middleware_stack(scope, receive, send))  # type: ignore[attr-defined]
+    assert sent == []
+    assert query(settings, "SELECT count(*) FROM event") == [(0,)]
