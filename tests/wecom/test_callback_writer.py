@@ -48,11 +48,11 @@ def test_one_batch_stores_duplicates_once_and_refuses_replays(settings: Settings
         prepared(b, nonce="n3", timestamp=now),
     ]
     writer = CallbackWriter(engine, max_skew_seconds=300)
-    batch = [_Write(p.nonce_row, p.event_row) for p in items]
+    batch = [_Write(p.nonce_row, p.event_row, done=threading.Event()) for p in items]
     writer._write_batch(batch)
     outcomes = []
     for p, w in zip(items, batch, strict=True):
-        assert w.done.is_set() and w.error is None and w.result is not None
+        assert w.done is not None and w.done.is_set() and w.error is None and w.result is not None
         try:
             outcomes.append(p.accepted(*w.result).duplicate)
         except CallbackRejected as e:
