@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 
 from siyu.app import create_app
 from siyu.config import Settings
-from siyu.wecom.callback import CALLBACK_PATH
+from siyu.wecom.callback import CALLBACK_PATH, MAX_BODY_BYTES
 from tests.wecom import test_crypto as vectors
 from tests.wecom.helpers import CORP_ID, cipher, event_xml, signed, wecom_settings
 
@@ -198,3 +198,13 @@ def test_a_store_that_fails_answers_500_and_keeps_serving(served, caplog) -> Non
     assert "WeCom callback not stored" in caplog.text
     assert ok.status_code == 200
     assert stored(s) == ([("u", "wmOK")], 1)
+
+
+def test_a_body_over_a_megabyte_is_refused_unread(served) -> None:
+    _, client, s = served
+    params, body = signed(event_xml(UserID="u", ExternalUserID="wmBIG"))
+    padded = body.replace("</xml>", "<Pad>" + "x" * MAX_BODY_BYTES + "</Pad></xml>")
+    response = client.post(CALLBACK_PATH, params=params, content=padded)
+    assert response.status_code == 413
+    assert response.text == f"the body is larger than {MAX_BODY_BYTES} bytes"
+    assert stored(s) == ([], 0)
