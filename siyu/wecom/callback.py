@@ -102,8 +102,9 @@ class CallbackFastPath:
     (bad signature, wrong corp id, stale or replayed, a body that is not WeCom's XML, bad
     base64) is 400 or 403 with the reason as text, and nothing stored; a missing signature
     parameter is 400 naming it; a failure to store is 500 (WeCom delivers again). Differences
-    from a route: the application's exception handlers never see this path, and a client that
-    disconnects before its body has arrived is answered nothing and nothing is stored.
+    from a route: the application's exception handlers do not apply (this path answers every
+    failure itself, as text, not as the API's JSON error shape — as the route did), and a client
+    that disconnects before its body has arrived is answered nothing and nothing is stored.
     """
 
     def __init__(self, app: ASGIApp, ctx: CallbackContext, path: str = CALLBACK_PATH) -> None:
@@ -135,8 +136,9 @@ class CallbackFastPath:
             log.exception("WeCom callback not stored (WeCom will deliver it again)")
             await _answer(send, 500, "the callback could not be stored; deliver it again")
             return
-        await send(_OK_START)
-        await send(_EMPTY_BODY)
+        # Fresh messages each time: a middleware added outside this one may edit their headers.
+        await send({"type": "http.response.start", "status": 200, "headers": [_TEXT, _EMPTY]})
+        await send({"type": "http.response.body", "body": b""})
 
     async def _accept(self, query: dict[str, str], body: bytes) -> None:
         ctx = self.ctx
@@ -160,12 +162,7 @@ class CallbackFastPath:
 MAX_BODY_BYTES = 1 << 20  # WeCom's event XML is a few kilobytes
 _SIGNATURE_PARAMETERS = ("msg_signature", "timestamp", "nonce")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
-_OK_START = {
-    "type": "http.response.start",
-    "status": 200,
-    "headers": [_TEXT, (b"content-length", b"0")],
-}
-_EMPTY_BODY = {"type": "http.response.body", "body": b""}
+_EMPTY = (b"content-length", b"0")
 
 
 def _route_path(scope: Scope) -> str:
