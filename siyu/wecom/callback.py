@@ -1,20 +1,22 @@
 """The WeCom callback URL (回调URL): URL verification (GET) and encrypted events (POST).
 
-Mount `router` into the main app and put a `CallbackContext` on `app.state.wecom_callback`
-(`install` does both); `create_callback_app(settings)` is a stand-alone app for tests and the
-simulator. The POST handler verifies, stores and answers; processing is `siyu.wecom.events`.
+`install(app, ctx)` serves it on an application: the GET through `router`, the POST through
+`CallbackFastPath`, an ASGI middleware in front of the application's routing; the context goes
+on `app.state.wecom_callback`. `create_callback_app(settings)` is a stand-alone app for tests and
+the simulator. The POST verifies, stores and answers; processing is `siyu.wecom.events`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy import Engine
-from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from siyu.config import Settings
 from siyu.wecom.crypto import CallbackCipher, WeComCryptoError
@@ -88,56 +90,116 @@ def verify_url(
     return PlainTextResponse(echo)
 
 
-async def receive_event(request: Request) -> Response:
-    """Store the event and answer at once (WeCom waits 5 s, then retries).
+class CallbackFastPath:
+    """The callback POST as bare ASGI, in front of the application's routing.
 
-    A plain Starlette endpoint, not a FastAPI route: WeCom is its only caller, and FastAPI's
-    parameter validation and dependency solving cost more CPU than verifying, decrypting and
-    storing the event (bench/wecom_callbacks.py). A missing parameter is a 400 naming it."""
-    ctx = get_context(request)
-    query = request.query_params
-    args = {}
-    for name in ("msg_signature", "timestamp", "nonce"):
-        value = query.get(name)
-        if not value:
-            return PlainTextResponse(f"missing query parameter {name}", status_code=400)
-        args[name] = value
-    body = await request.body()
-    try:
+    WeCom is its only caller and it is the hottest path in Siyu: FastAPI's routing, dependency
+    solving and response classes cost more CPU than verifying, decrypting and storing a
+    callback (bench/wecom_callbacks.py). Every other request (the GET that verifies the URL
+    included) passes through to the application untouched.
+
+    Answers are those of a route: 200 with an empty body once the event is stored; a refusal
+    (bad signature, wrong corp id, stale or replayed, a body that is not WeCom's XML, bad
+    base64) is 400 or 403 with the reason as text, and nothing stored; a missing signature
+    parameter is 400 naming it; a failure to store is 500 (WeCom delivers again). Differences
+    from a route: the application's exception handlers do not apply (this path answers every
+    failure itself, as text, not as the API's JSON error shape — as the route did), and a client
+    that disconnects before its body has arrived is answered nothing and nothing is stored.
+    """
+
+    def __init__(self, app: ASGIApp, ctx: CallbackContext, path: str = CALLBACK_PATH) -> None:
+        self.app = app
+        self.ctx = ctx
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or _route_path(scope) != self.path:
+            await self.app(scope, receive, send)
+            return
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        for name in _SIGNATURE_PARAMETERS:
+            if not query.get(name):
+                await _answer(send, 400, f"missing query parameter {name}")
+                return
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client went away: nobody to answer, nothing stored
+        if len(body) > MAX_BODY_BYTES:
+            await _answer(send, 413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+            return
+        try:
+            await self._accept(query, body)
+        except CallbackRejected as e:
+            await _answer(send, e.status, e.reason)
+            return
+        except Exception:  # noqa: BLE001 - answered, and logged with its traceback
+            log.exception("WeCom callback not stored (WeCom will deliver it again)")
+            await _answer(send, 500, "the callback could not be stored; deliver it again")
+            return
+        # Fresh messages each time: a middleware added outside this one may edit their headers.
+        await send({"type": "http.response.start", "status": 200, "headers": [_TEXT, _EMPTY]})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _accept(self, query: dict[str, str], body: bytes) -> None:
+        ctx = self.ctx
+        args = {name: query[name] for name in _SIGNATURE_PARAMETERS}
         if ctx.writer is None:
             await run_in_threadpool(
-                accept_callback,
-                ctx.engine,
-                brand_id=ctx.brand_id,
-                cipher=ctx.cipher,
-                body=body,
-                max_skew_seconds=ctx.max_skew_seconds,
-                **args,
-            )
-        else:
-            # Verify and decrypt here (a fraction of a millisecond of CPU), then wait for the
-            # group commit without holding a thread: a hop through the thread pool per
-            # callback cost more than the work itself (bench/wecom_callbacks.py).
-            prepared = prepare_callback(
-                brand_id=ctx.brand_id,
-                cipher=ctx.cipher,
-                body=body,
-                max_skew_seconds=ctx.max_skew_seconds,
-                **args,
-            )
-            prepared.accepted(*await ctx.writer.write_async(prepared.nonce_row, prepared.event_row))
-    except CallbackRejected as e:
-        return PlainTextResponse(e.reason, status_code=e.status)
-    return PlainTextResponse("")
+                accept_callback, ctx.engine, brand_id=ctx.brand_id, cipher=ctx.cipher,
+                body=body, max_skew_seconds=ctx.max_skew_seconds, **args,
+            )  # fmt: skip
+            return
+        # Verify and decrypt here (a fraction of a millisecond of CPU), then wait for the group
+        # commit without holding a thread: a hop through the thread pool per callback cost more
+        # than the work itself.
+        prepared = prepare_callback(
+            brand_id=ctx.brand_id, cipher=ctx.cipher, body=body,
+            max_skew_seconds=ctx.max_skew_seconds, **args,
+        )  # fmt: skip
+        prepared.accepted(*await ctx.writer.write_async(prepared.nonce_row, prepared.event_row))
 
 
-router.routes.append(Route(CALLBACK_PATH, receive_event, methods=["POST"]))
+MAX_BODY_BYTES = 1 << 20  # WeCom's event XML is a few kilobytes
+_SIGNATURE_PARAMETERS = ("msg_signature", "timestamp", "nonce")
+_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+_EMPTY = (b"content-length", b"0")
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the application routes on (without a root path a proxy mounted it under)."""
+    path: str = scope["path"]
+    root = scope.get("root_path")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client disconnected first. Reading stops past
+    MAX_BODY_BYTES (the caller refuses such a body)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False) or size > MAX_BODY_BYTES:
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _answer(send: Send, status: int, text: str) -> None:
+    body = text.encode("utf-8")
+    headers = [_TEXT, (b"content-length", str(len(body)).encode("ascii"))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def install(app: FastAPI, ctx: CallbackContext) -> None:
-    """Mount the callback router on `app` with its context."""
+    """Serve the callback URL on `app`: the GET through its router, the POST in front of it."""
     app.state.wecom_callback = ctx
     app.include_router(router)
+    app.add_middleware(CallbackFastPath, ctx=ctx)
 
 
 def create_callback_app(

@@ -14,17 +14,15 @@ import logging
 import queue
 import sys
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from siyu.wecom.callback_store import store_batch
 from siyu.wecom.crypto import CallbackCipher, WeComCryptoError, parse_xml
-from siyu.wecom.models import WeComCallbackEvent, WeComCallbackNonce
+from siyu.wecom.models import WeComCallbackNonce
 
 log = logging.getLogger(__name__)
 
@@ -81,24 +79,6 @@ def parse_event(xml: str) -> ParsedEvent:
         raise CallbackRejected("the event has no valid CreateTime", status=400) from None
     canonical = "\x1f".join(f"{k}\x1e{v}" for k, v in fields.items())
     return ParsedEvent(fields, hashlib.sha256(canonical.encode("utf-8")).hexdigest(), created)
-
-
-def _insert_ignore(conn: Connection, table, values: dict, returning):  # type: ignore[no-untyped-def]
-    """INSERT … ON CONFLICT DO NOTHING RETURNING `returning`: the value, or None on conflict.
-
-    RETURNING rather than rowcount: psycopg reports no reliable rowcount for it. The statement
-    is built once per (dialect, table) with the values as bound parameters, so SQLAlchemy
-    compiles it once; building `.values(**values)` per call cost more than the insert itself.
-    """
-    key = (conn.dialect.name, table.name)
-    stmt = _INSERTS.get(key)
-    if stmt is None:
-        stmt = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
-        stmt = _INSERTS[key] = stmt.on_conflict_do_nothing().returning(returning)
-    return conn.execute(stmt, values).scalar_one_or_none()
-
-
-_INSERTS: dict[tuple[str, str], Any] = {}
 
 
 @dataclass(frozen=True)
@@ -217,72 +197,53 @@ def _store(
     conn: Connection, nonce_row: dict[str, Any], event_row: dict[str, Any]
 ) -> tuple[bool, int | None]:
     """(replayed, event id or None for a duplicate event): the nonce, then the event."""
-    if (
-        _insert_ignore(conn, WeComCallbackNonce.__table__, nonce_row, WeComCallbackNonce.nonce)
-        is None
-    ):
-        return True, None
-    return False, _insert_ignore(
-        conn, WeComCallbackEvent.__table__, event_row, WeComCallbackEvent.id
-    )
+    return store_batch(conn, [(nonce_row, event_row)])[0]
 
 
-_MANY: dict[tuple[str, str], Any] = {}
-
-
-def _insert_many(conn: Connection, table: Any, rows: list[dict[str, Any]], *keys: Any) -> set[Any]:
-    """INSERT … ON CONFLICT DO NOTHING of many rows as multi-row statements (SQLAlchemy's
-    insertmanyvalues); returns the `keys` of the rows actually inserted."""
-    cache_key = (conn.dialect.name, table.name)
-    stmt = _MANY.get(cache_key)
-    if stmt is None:
-        stmt = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
-        stmt = _MANY[cache_key] = stmt.on_conflict_do_nothing().returning(*keys)
-    return {tuple(r) for r in conn.execute(stmt, rows)}
-
-
-def _store_many(conn: Connection, batch: list[_Write]) -> list[tuple[bool, int | None]]:
-    """`_store` for a batch in two statements: every nonce, then the events of fresh nonces."""
-    if len(batch) == 1:
-        return [_store(conn, batch[0].nonce_row, batch[0].event_row)]
-    n, e = WeComCallbackNonce, WeComCallbackEvent
-    fresh = _insert_many(conn, n.__table__, [w.nonce_row for w in batch], n.timestamp, n.nonce)
-    results: list[tuple[bool, int | None]] = []
-    todo: list[_Write] = []
-    for w in batch:
-        key = (w.nonce_row["timestamp"], w.nonce_row["nonce"])
-        if key in fresh:
-            fresh.discard(key)  # the same (timestamp, nonce) twice in a batch: a replay too
-            todo.append(w)
-    ids: dict[tuple[int, str], int] = {}
-    if todo:
-        for brand, key, event_id in _insert_many(
-            conn, e.__table__, [w.event_row for w in todo], e.brand_id, e.event_key, e.id
-        ):
-            ids[(brand, key)] = event_id
-    accepted = {id(w) for w in todo}
-    for w in batch:
-        if id(w) not in accepted:
-            results.append((True, None))
-            continue
-        # A duplicate event (same content) gets no id: only its first delivery was inserted.
-        results.append((False, ids.pop((w.event_row["brand_id"], w.event_row["event_key"]), None)))
-    return results
-
-
-@dataclass
+@dataclass(slots=True)
 class _Write:
+    """One delivery waiting for the writer: a thread waits on `done`, a coroutine on `future`."""
+
     nonce_row: dict[str, Any]
     event_row: dict[str, Any]
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event | None = None
+    future: asyncio.Future[tuple[bool, int | None]] | None = None
     result: tuple[bool, int | None] | None = None
     error: BaseException | None = None
-    notify: Callable[[_Write], None] | None = None
 
-    def finish(self) -> None:
-        self.done.set()
-        if self.notify is not None:
-            self.notify(self)
+
+def _settle(batch: list[_Write]) -> None:
+    """Tell each delivery of a written batch its outcome: threads directly, and each event loop
+    with one wake-up for all of its coroutines (a wake-up per callback was a measurable share
+    of the endpoint's CPU at a thousand callbacks a second)."""
+    waiting: dict[asyncio.AbstractEventLoop, list[_Write]] = {}
+    for w in batch:
+        if w.future is not None:
+            waiting.setdefault(w.future.get_loop(), []).append(w)
+        elif w.done is not None:
+            w.done.set()
+    for loop, items in waiting.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:  # the loop was closed meanwhile: nobody is waiting any more
+            pass
+
+
+def _resolve(items: list[_Write]) -> None:
+    for w in items:
+        future = w.future
+        assert future is not None
+        if future.done():  # timed out already
+            continue
+        if w.error is not None:
+            future.set_exception(w.error)
+        else:
+            future.set_result(w.result)  # type: ignore[arg-type]
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError("the callback store did not answer in time"))
 
 
 class CallbackWriter:
@@ -307,8 +268,9 @@ class CallbackWriter:
         self, nonce_row: dict[str, Any], event_row: dict[str, Any], timeout: float = 30.0
     ) -> tuple[bool, int | None]:
         self._ensure_started()
-        item = _Write(nonce_row, event_row)
+        item = _Write(nonce_row, event_row, done=threading.Event())
         self._queue.put(item)
+        assert item.done is not None
         if not item.done.wait(timeout):
             raise TimeoutError("the callback store did not answer in time")
         if item.error is not None:
@@ -317,27 +279,18 @@ class CallbackWriter:
         return item.result
 
     async def write_async(
-        self, nonce_row: dict[str, Any], event_row: dict[str, Any]
+        self, nonce_row: dict[str, Any], event_row: dict[str, Any], timeout: float = 30.0
     ) -> tuple[bool, int | None]:
         """As `write`, awaited on the event loop (no thread is held while the batch commits)."""
         self._ensure_started()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[bool, int | None]] = loop.create_future()
-
-        def notify(item: _Write) -> None:
-            def settle() -> None:
-                if future.done():
-                    return
-                if item.error is not None:
-                    future.set_exception(item.error)
-                else:
-                    assert item.result is not None
-                    future.set_result(item.result)
-
-            loop.call_soon_threadsafe(settle)
-
-        self._queue.put(_Write(nonce_row, event_row, notify=notify))
-        return await asyncio.wait_for(future, timeout=30.0)
+        self._queue.put(_Write(nonce_row, event_row, future=future))
+        timer = loop.call_later(timeout, _expire, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
 
     def close(self) -> None:
         with self._lock:
@@ -375,7 +328,7 @@ class CallbackWriter:
     def _write_batch(self, batch: list[_Write]) -> None:
         try:
             with self.engine.begin() as conn:
-                results = _store_many(conn, batch)
+                results = store_batch(conn, [(w.nonce_row, w.event_row) for w in batch])
                 self.batches += 1
                 for _ in batch:
                     if next(_accepted) % PRUNE_EVERY == 0:
@@ -390,11 +343,11 @@ class CallbackWriter:
                     self._write_batch([w])
                 return
             batch[0].error = sys.exc_info()[1]
-            batch[0].finish()
+            _settle(batch)
             return
         for w, r in zip(batch, results, strict=True):
             w.result = r
-            w.finish()
+        _settle(batch)
 
 
 def prune_nonces(conn: Connection, *, older_than: datetime) -> int:

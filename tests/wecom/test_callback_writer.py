@@ -8,6 +8,7 @@ deliveries through the real endpoint are each answered 200 and stored.
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import threading
 import time
 
@@ -18,6 +19,7 @@ from siyu.config import Settings
 from siyu.runtime import open_brand
 from siyu.serverthread import ServerThread
 from siyu.wecom.callback import CALLBACK_PATH, create_callback_app
+from siyu.wecom.callback_store import store_batch
 from siyu.wecom.inbox import CallbackRejected, CallbackWriter, _Write, prepare_callback
 from tests.wecom.helpers import cipher, event_xml, signed, wecom_settings
 
@@ -48,11 +50,11 @@ def test_one_batch_stores_duplicates_once_and_refuses_replays(settings: Settings
         prepared(b, nonce="n3", timestamp=now),
     ]
     writer = CallbackWriter(engine, max_skew_seconds=300)
-    batch = [_Write(p.nonce_row, p.event_row) for p in items]
+    batch = [_Write(p.nonce_row, p.event_row, done=threading.Event()) for p in items]
     writer._write_batch(batch)
     outcomes = []
     for p, w in zip(items, batch, strict=True):
-        assert w.done.is_set() and w.error is None and w.result is not None
+        assert w.done is not None and w.done.is_set() and w.error is None and w.result is not None
         try:
             outcomes.append(p.accepted(*w.result).duplicate)
         except CallbackRejected as e:
@@ -96,3 +98,38 @@ def test_concurrent_deliveries_through_the_endpoint_are_each_stored(settings: Se
     engine.dispose()
     assert statuses == [200] * 80
     assert stored == 80
+
+
+def test_sqlite_batches_split_at_the_parameter_limit_and_still_dedupe(tmp_path) -> None:
+    engine, _ = open_brand(wecom_settings(Settings(data_dir=tmp_path / "data")))
+    now = int(time.time())
+    a, b, c = (event_xml(UserID="g", ExternalUserID=f"wm{x}") for x in "ABC")
+    items = [
+        prepared(a, nonce="n1", timestamp=now),
+        prepared(b, nonce="n2", timestamp=now),
+        prepared(c, nonce="n3", timestamp=now),  # the events' second statement (2 fit in one)
+        prepared(a, nonce="n4", timestamp=now),  # a's retry, in the statement after a's
+        prepared(c, nonce="n1", timestamp=now),  # n1 replayed within the batch
+    ]
+    with engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        # 30 parameters: 2 event rows (13 columns) or 10 nonce rows (3) per statement
+        old = raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 30)
+        try:
+            outcomes = store_batch(conn, [(p.nonce_row, p.event_row) for p in items])
+        finally:
+            raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, old)
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT id, external_userid FROM wecom_callback_event ORDER BY id")
+        ).all()
+    engine.dispose()
+    assert [e for _, e in stored] == ["wmA", "wmB", "wmC"]
+    ids = [i for i, _ in stored]
+    assert outcomes == [
+        (False, ids[0]),
+        (False, ids[1]),
+        (False, ids[2]),
+        (False, None),
+        (True, None),
+    ]
