@@ -30,15 +30,16 @@ MAX_BODY = 32 * 1024 * 1024  # bytes; a larger body is refused before it is read
 
 
 class BodyTooLarge(ApiError):
-    def __init__(self) -> None:
-        super().__init__(413, "too_large", f"the body is larger than {MAX_BODY:,} bytes")
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "too_large", f"the body is larger than {limit:,} bytes")
 
 
-async def read_body(scope: Scope, receive: Receive) -> bytes | None:
-    """The request body, or None when the client went away before sending all of it."""
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None when the client went away before sending all of it. Over
+    `limit` bytes (by its Content-Length, or once read that far) raises BodyTooLarge."""
     for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY:
-            raise BodyTooLarge()
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -47,11 +48,18 @@ async def read_body(scope: Scope, receive: Receive) -> bytes | None:
             return None
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY:
-            raise BodyTooLarge()
+        if size > limit:
+            raise BodyTooLarge(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def route_path(scope: Scope) -> str:
+    """The path the application routes on (without a root path a proxy mounted it under)."""
+    path: str = scope["path"]
+    root = scope.get("root_path")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def header(scope: Scope, name: bytes) -> str:
@@ -62,11 +70,16 @@ def header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-async def respond(send: Send, status: int, body: bytes) -> None:
+JSON = b"application/json"
+TEXT = b"text/plain; charset=utf-8"
+
+
+async def respond(send: Send, status: int, body: bytes, content_type: bytes = JSON) -> None:
+    """Answer a request whole (fresh messages each time: a middleware outside may edit them)."""
     await send({
         "type": "http.response.start",
         "status": status,
-        "headers": [(b"content-type", b"application/json"),
+        "headers": [(b"content-type", content_type),
                     (b"content-length", str(len(body)).encode())],
     })  # fmt: skip
     await send({"type": "http.response.body", "body": body})
@@ -82,12 +95,12 @@ class FastPaths:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = None
         if scope["type"] == "http":
-            handler = self.routes.get((scope["method"], scope["path"]))
+            handler = self.routes.get((scope["method"], route_path(scope)))
         if handler is None:
             await self.app(scope, receive, send)
             return
         try:
-            body = await read_body(scope, receive)
+            body = await read_body(scope, receive, MAX_BODY)
             if body is None:
                 return  # nobody to answer
             status, answer = await handler(scope, body)

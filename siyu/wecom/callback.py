@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from siyu.config import Settings
+from siyu.fastpath import TEXT, BodyTooLarge, read_body, respond, route_path
 from siyu.wecom.crypto import CallbackCipher, WeComCryptoError
 from siyu.wecom.inbox import (
     CallbackRejected,
@@ -113,7 +114,7 @@ class CallbackFastPath:
         self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or _route_path(scope) != self.path:
+        if scope["type"] != "http" or scope["method"] != "POST" or route_path(scope) != self.path:
             await self.app(scope, receive, send)
             return
         query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
@@ -121,12 +122,13 @@ class CallbackFastPath:
             if not query.get(name):
                 await _answer(send, 400, f"missing query parameter {name}")
                 return
-        body = await _read_body(receive)
+        try:
+            body = await read_body(scope, receive, MAX_BODY_BYTES)
+        except BodyTooLarge as e:
+            await _answer(send, 413, e.message)
+            return
         if body is None:
             return  # the client went away: nobody to answer, nothing stored
-        if len(body) > MAX_BODY_BYTES:
-            await _answer(send, 413, f"the body is larger than {MAX_BODY_BYTES} bytes")
-            return
         try:
             await self._accept(query, body)
         except CallbackRejected as e:
@@ -136,9 +138,7 @@ class CallbackFastPath:
             log.exception("WeCom callback not stored (WeCom will deliver it again)")
             await _answer(send, 500, "the callback could not be stored; deliver it again")
             return
-        # Fresh messages each time: a middleware added outside this one may edit their headers.
-        await send({"type": "http.response.start", "status": 200, "headers": [_TEXT, _EMPTY]})
-        await send({"type": "http.response.body", "body": b""})
+        await respond(send, 200, b"", TEXT)
 
     async def _accept(self, query: dict[str, str], body: bytes) -> None:
         ctx = self.ctx
@@ -161,38 +161,10 @@ class CallbackFastPath:
 
 MAX_BODY_BYTES = 1 << 20  # WeCom's event XML is a few kilobytes
 _SIGNATURE_PARAMETERS = ("msg_signature", "timestamp", "nonce")
-_TEXT = (b"content-type", b"text/plain; charset=utf-8")
-_EMPTY = (b"content-length", b"0")
-
-
-def _route_path(scope: Scope) -> str:
-    """The path the application routes on (without a root path a proxy mounted it under)."""
-    path: str = scope["path"]
-    root = scope.get("root_path")
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or None when the client disconnected first. Reading stops past
-    MAX_BODY_BYTES (the caller refuses such a body)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if not message.get("more_body", False) or size > MAX_BODY_BYTES:
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _answer(send: Send, status: int, text: str) -> None:
-    body = text.encode("utf-8")
-    headers = [_TEXT, (b"content-length", str(len(body)).encode("ascii"))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await respond(send, status, text.encode("utf-8"), TEXT)
 
 
 def install(app: FastAPI, ctx: CallbackContext) -> None:

@@ -206,5 +206,5 @@ def test_a_body_over_a_megabyte_is_refused_unread(served) -> None:
     padded = body.replace("</xml>", "<Pad>" + "x" * MAX_BODY_BYTES + "</Pad></xml>")
     response = client.post(CALLBACK_PATH, params=params, content=padded)
     assert response.status_code == 413
-    assert response.text == f"the body is larger than {MAX_BODY_BYTES} bytes"
+    assert response.text == f"the body is larger than {MAX_BODY_BYTES:,} bytes"
     assert stored(s) == ([], 0)
