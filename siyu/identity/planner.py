@@ -1,0 +1,96 @@
+"""How PostgreSQL should plan an incremental identity pass: by the size of its scope.
+
+An incremental pass joins its scope (temporary tables, siyu.identity.scope) to the brand's big
+tables. While the scope is a small part of the brand, index seeks from the scope are the right
+plan, and PostgreSQL's cost model does not always see it (it prefers hash joins over whole
+tables up to scopes of several thousand rows, and that cost grows with the brand): the pass
+switches hash joins, merge joins and sequential scans off. Once the scope is a large part of the
+brand (a fresh import into a resolved brand touches every record), the same switches turn each
+join into hundreds of thousands of seeks — a pass that took 46.8 s took 2,616 s and then hung —
+so the planner gets its own choice back.
+
+Settings are changed transaction-locally and put back to what they were before the pass (not
+to PostgreSQL's defaults), also when the pass fails. SQLite is steered by the joins' written
+order instead (siyu.identity.scope); there this module does nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Connection, text
+
+# The plans a small scope must not use.
+SETTINGS = ("enable_hashjoin", "enable_mergejoin", "enable_seqscan")
+# A scope of at most this share of the brand's records is small.
+SMALL_SCOPE = 0.05
+
+
+class IndexSeeks:
+    """Forces index seeks while the scope is small (see `scope_is`); `release` undoes it."""
+
+    def __init__(self, conn: Connection, brand_records: int | None) -> None:
+        self.conn = conn
+        self.brand_records = brand_records
+        self.active = conn.dialect.name == "postgresql" and brand_records is not None
+        self.saved: dict[str, str] = {}
+        self.forced = False
+
+    def small(self, scope_records: int) -> bool:
+        """Is a scope of this many records small for the brand?"""
+        assert self.brand_records is not None
+        return scope_records <= SMALL_SCOPE * self.brand_records
+
+    def scope_is(self, scope_records: int) -> None:
+        """The scope now holds this many records: force index seeks if that is small, else
+        give the planner its choice back. A scope only grows, so once released stays released."""
+        if not self.active:
+            return
+        if self.small(scope_records):
+            if not self.forced:
+                self._force()
+        else:
+            self.release()
+            self.active = False
+
+    def _force(self) -> None:
+        for name in SETTINGS:
+            self.saved[name] = self.conn.execute(
+                text("SELECT current_setting(:n)"), {"n": name}
+            ).scalar_one()
+            self._set(name, "off")
+        self.forced = True
+
+    def release(self) -> None:
+        """Put the settings back as they were before `_force`."""
+        if not self.forced:
+            return
+        self.forced = False
+        if _failed(self.conn):
+            # The transaction (or the savepoint around this pass) must be rolled back before
+            # anything runs, and rolling back undoes the SET LOCALs with it.
+            return
+        for name, value in self.saved.items():
+            self._set(name, value)
+
+    def _set(self, name: str, value: str) -> None:
+        # set_config(…, true) is SET LOCAL: it ends with the transaction whatever happens.
+        self.conn.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+
+
+def _failed(conn: Connection) -> bool:
+    """Is the connection's PostgreSQL transaction aborted by an error?"""
+    raw = conn.connection.dbapi_connection
+    return raw is not None and raw.info.transaction_status == TransactionStatus.INERROR
+
+
+@contextmanager
+def index_seeks(conn: Connection, brand_records: int | None) -> Iterator[IndexSeeks]:
+    """Steer a pass's plans by its scope; `brand_records` None (a full pass) never forces."""
+    seeks = IndexSeeks(conn, brand_records)
+    try:
+        yield seeks
+    finally:
+        seeks.release()
