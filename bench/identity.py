@@ -13,6 +13,10 @@ as they do in life, and one placeholder phone typed at tills. Then times:
 2. a re-run with nothing changed since the last pass (incremental);
 3. an incremental pass after adding 1 % new records: new persons, new sightings of known
    persons, and records that bridge two existing customers;
+   With --fresh-import the records are stamped now and PostgreSQL's statistics are left as a
+   bulk import leaves them (autovacuum off for the run), so this re-run is the pass right after
+   a `siyu import` into a new brand: every record is within the last pass's overlap, the
+   scope is the whole brand, and the run stops there;
 4. with --rechange-all, an incremental pass after touching every record's updated_at (a fresh
    import into an already resolved brand): the scope is the whole brand;
 5. with --full-rerun, a full pass over everything again (`siyu identity resolve --full`).
@@ -61,6 +65,7 @@ TYPES = {
 }
 PLACEHOLDER = 999_999_999  # "person" whose phone is the till's placeholder +8613999999999
 CHUNK = 500_000
+BIG_TABLES = ("source_record", "identifier", "record_identity")
 
 
 def value(id_type: str, pid: int) -> str:
@@ -126,8 +131,11 @@ def add_records(
     src: np.ndarray,
     by: dict[str, np.ndarray],
     when: datetime,
+    analyze: bool = True,
 ) -> tuple[int, int]:
-    """Write records (ids in order) with their identifiers; returns (records, new identifiers)."""
+    """Write records (ids in order) with their identifiers; returns (records, new identifiers).
+
+    analyze: refresh PostgreSQL's statistics afterwards (False: as a `siyu import` leaves them)."""
     n = len(pid)
     rec_ids = np.arange(store.next_record, store.next_record + n, dtype=np.int64)
     store.next_record += n
@@ -188,8 +196,8 @@ def add_records(
             rows.sort()
             pairs += len(rows)
             write(conn, "record_identity", ["record_id", "id_type", "identifier_id"], rows)
-    if conn.dialect.name == "postgresql":
-        for table in ("source_record", "identifier", "record_identity"):
+    if analyze and conn.dialect.name == "postgresql":
+        for table in BIG_TABLES:
             conn.execute(text(f"ANALYZE {table}"))
     return n, pairs
 
@@ -321,10 +329,14 @@ def run(label: str, settings: Settings, args: argparse.Namespace) -> None:
     store = Store()
     pid, src, persons = base(rng, args.records)
     started = time.perf_counter()
+    fresh = args.fresh_import
     with engine.begin() as conn:
+        if fresh and conn.dialect.name == "postgresql":
+            for table in BIG_TABLES:  # autovacuum would analyze them a minute later
+                conn.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = off)"))
         n, pairs = add_records(
             conn, store, brand_id, pid, src, carried(rng, pid, src),
-            datetime.now(UTC) - timedelta(days=2),
+            datetime.now(UTC) - (timedelta(0) if fresh else timedelta(days=2)), analyze=not fresh,
         )  # fmt: skip
     print(
         f"[{label}] wrote {n:,} records, {pairs:,} record identifiers, "
@@ -335,6 +347,9 @@ def run(label: str, settings: Settings, args: argparse.Namespace) -> None:
     k, limit = settings.k_guard, args.pass_limit
     timed("first pass (full)", engine, brand_id, k, limit)
     timed("re-run, nothing changed", engine, brand_id, k, limit)
+    if fresh:  # every record is within the overlap: each later pass would see them all again
+        engine.dispose()
+        return
     count = max(1, args.records // 100)
     pid, src, by = daily(rng, count, persons)
     with engine.begin() as conn:
@@ -367,6 +382,11 @@ def main() -> None:
         "--rechange-all",
         action="store_true",
         help="also time an incremental pass after touching every record",
+    )
+    parser.add_argument(
+        "--fresh-import",
+        action="store_true",
+        help="records stamped now, statistics not refreshed; stop after the re-run",
     )
     parser.add_argument(
         "--pass-limit", type=float, help="PostgreSQL: cancel a pass after this many seconds"
