@@ -146,15 +146,16 @@ def build(
 
 
 def _close(conn: Connection, seeks: IndexSeeks) -> int:
-    """Grow the scope round by round until it is closed under shared values and customers."""
+    """Grow the scope round by round until it is closed under shared values and customers;
+    `seeks` hears its size (records) after every step that grows it."""
+    size = conn.execute(text("SELECT count(*) FROM touched_record")).scalar_one()
     k = 0
     while True:
         _analyze(conn, "touched_record", "touched_ident")
-        if seeks.active:
-            seeks.scope_is(conn.execute(text("SELECT count(*) FROM touched_record")).scalar_one())
+        seeks.scope_is(size)
         r = {"k": k, "next": k + 1}
         # The whole customer of every record that joined in this round.
-        conn.execute(
+        size += conn.execute(
             text(
                 "INSERT INTO touched_record (id, round) SELECT DISTINCT r2.id, :k "
                 "FROM touched_record t CROSS JOIN source_record r CROSS JOIN source_record r2 "
@@ -163,7 +164,8 @@ def _close(conn: Connection, seeks: IndexSeeks) -> int:
                 " SELECT 1 FROM touched_record x WHERE x.id = r2.id)"
             ),
             r,
-        )
+        ).rowcount
+        seeks.scope_is(size)
         # Every value those records carry.
         conn.execute(
             text(
@@ -185,6 +187,7 @@ def _close(conn: Connection, seeks: IndexSeeks) -> int:
             ),
             r,
         ).rowcount
+        size += grown
         k += 1
         if not grown:
             return k
