@@ -5,9 +5,12 @@ tables. While the scope is a small part of the brand, index seeks from the scope
 plan, and PostgreSQL's cost model does not always see it (it prefers hash joins over whole
 tables up to scopes of several thousand rows, and that cost grows with the brand): the pass
 switches hash joins, merge joins and sequential scans off. Once the scope is a large part of the
-brand (a fresh import into a resolved brand touches every record), the same switches turn each
-join into hundreds of thousands of seeks — a pass that took 46.8 s took 2,616 s and then hung —
-so the planner gets its own choice back.
+brand (the pass right after an import: every record is new or touched), the same switches turn
+each join into a nested loop over the brand — quadratic when the statistics still describe the
+table before the import, as they do under siyu.bulk's BIG_LOAD: at 40k records the pass ran
+for more than 10 minutes instead of about a second (bench/RESULTS.md) — so the planner gets its
+own choice back, and keeps it for the rest of the pass. The scope is measured as it grows
+(siyu.identity.scope) after the scans by time, which want no steering.
 
 Settings are changed transaction-locally and put back to what they were before the pass (not
 to PostgreSQL's defaults), also when the pass fails. SQLite is steered by the joins' written
@@ -87,10 +90,19 @@ def _failed(conn: Connection) -> bool:
 
 
 @contextmanager
-def index_seeks(conn: Connection, brand_records: int | None) -> Iterator[IndexSeeks]:
-    """Steer a pass's plans by its scope; `brand_records` None (a full pass) never forces."""
-    seeks = IndexSeeks(conn, brand_records)
+def index_seeks(conn: Connection, brand_id: int, *, incremental: bool) -> Iterator[IndexSeeks]:
+    """Steer a pass's plans by its scope; a full pass (or SQLite) is never steered."""
+    steer = incremental and conn.dialect.name == "postgresql"
+    seeks = IndexSeeks(conn, _brand_records(conn, brand_id) if steer else None)
     try:
         yield seeks
     finally:
         seeks.release()
+
+
+def _brand_records(conn: Connection, brand_id: int) -> int:
+    return int(
+        conn.execute(
+            text("SELECT count(*) FROM source_record WHERE brand_id = :b"), {"b": brand_id}
+        ).scalar_one()
+    )

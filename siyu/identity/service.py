@@ -109,21 +109,19 @@ def _resolve(
     b = {"b": brand_id}
     last = _last_pass(conn, brand_id)
     full = full or last is None or last[1] != k_guard
-    with planner.index_seeks(conn, None if full else _count_records(conn, brand_id)) as seeks:
+    with planner.index_seeks(conn, brand_id, incremental=not full) as seeks:
         result = _pass(conn, brand_id, k_guard, now, last, full, overlap, also, seeks)
     live = conn.execute(
         text("SELECT count(*) FROM customer WHERE brand_id = :b AND merged_into_id IS NULL"), b
     ).scalar_one()
-    records = result.resolved if full else _count_records(conn, brand_id)
-    return replace(result, records=records, customers=int(live))
-
-
-def _count_records(conn: Connection, brand_id: int) -> int:
-    return int(
-        conn.execute(
-            text("SELECT count(*) FROM source_record WHERE brand_id = :b"), {"b": brand_id}
+    records = (
+        result.resolved
+        if full
+        else conn.execute(
+            text("SELECT count(*) FROM source_record WHERE brand_id = :b"), b
         ).scalar_one()
     )
+    return replace(result, records=int(records), customers=int(live))
 
 
 def _pass(
