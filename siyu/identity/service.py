@@ -110,6 +110,8 @@ def _resolve(
     last = _last_pass(conn, brand_id)
     full = full or last is None or last[1] != k_guard
     with planner.index_seeks(conn, brand_id, incremental=not full) as seeks:
+        if not full and last is not None:
+            full = seeks.most_changed_since(last[0] - overlap)
         result = _pass(conn, brand_id, k_guard, now, last, full, overlap, also, seeks)
     live = conn.execute(
         text("SELECT count(*) FROM customer WHERE brand_id = :b AND merged_into_id IS NULL"), b

@@ -1,9 +1,9 @@
 """How an incremental identity pass steers PostgreSQL's planner (siyu.identity.planner).
 
-PostgreSQL only: the settings are PostgreSQL's. A small scope gets index seeks forced; a scope
-that is most of the brand (a fresh import into a resolved brand) keeps the planner's own
-choice, which is what keeps such a pass from running for hours; and whatever the pass does,
-settings are as they were before it once it is over, also when it fails.
+PostgreSQL only: the settings are PostgreSQL's. A small scope gets index seeks forced; a large
+one keeps the planner's own choice, which is what keeps the pass after an import from running
+for minutes to hours; when most of the brand changed the pass is a full one; and whatever the
+pass does, settings are as they were before it once it is over, also when it fails.
 """
 
 from __future__ import annotations
@@ -103,15 +103,25 @@ def test_a_small_scope_gets_index_seeks(
     assert seen_while_loading == [FORCED]
 
 
-def test_a_whole_brand_scope_keeps_the_planners_choice(
+def test_a_large_scope_keeps_the_planners_choice(
+    brand: tuple[Engine, int], seen_while_loading: list[dict[str, str]]
+) -> None:
+    engine, brand_id = brand
+    _touch(engine, "record_key IN (" + ", ".join(f"'S{i}'" for i in range(12)) + ")")  # 10 %
+    result = _pass(engine, brand_id)
+    assert not result.full and result.resolved == 12
+    assert seen_while_loading == [DEFAULT]
+
+
+def test_a_pass_over_a_mostly_changed_brand_is_a_full_pass(
     brand: tuple[Engine, int], seen_while_loading: list[dict[str, str]]
 ) -> None:
     engine, brand_id = brand
     _touch(engine, "true")  # a fresh import of every record
     result = _pass(engine, brand_id)
-    assert not result.full and result.resolved == CHAIN + SINGLES
-    assert result.customers == 1 + SINGLES
-    assert seen_while_loading == [DEFAULT]
+    assert result.full and result.resolved == CHAIN + SINGLES
+    assert result.customers == 1 + SINGLES and result.created == result.merged == 0
+    assert seen_while_loading == []  # no scope was built
 
 
 def test_a_scope_that_grows_large_gives_the_planner_its_choice_back(
