@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/identity.py --records 10000000                 # SQLite
     .venv/bin/python bench/identity.py --records 10000000 --pg            # PostgreSQL (bench_identity)
+    .venv/bin/python bench/identity.py --records 250000 --pg --pg-database bench_me --rechange-all
 
 Writes N source records and their identifiers straight into the operational store in bulk (no
 CSV import): persons seen through 1–3 of POS / mini-program / WeCom / official account / Tmall,
@@ -9,10 +10,20 @@ with phones, unionids, external_userids, member numbers, openids and Tmall nicks
 as they do in life, and one placeholder phone typed at tills. Then times:
 
 1. the first (full) identity pass;
-2. a re-run with nothing changed (incremental);
+2. a re-run with nothing changed since the last pass (incremental);
 3. an incremental pass after adding 1 % new records: new persons, new sightings of known
    persons, and records that bridge two existing customers;
-4. with --full-rerun, a full pass over everything again (`siyu identity resolve --full`).
+   With --fresh-import the records are stamped now and PostgreSQL's statistics are left as a
+   bulk import leaves them (autovacuum off for the run), so this re-run is the pass right after
+   a `siyu import` into a new brand: every record is within the last pass's overlap, the
+   scope is the whole brand, and the run stops there;
+4. with --rechange-all, an incremental pass after touching every record's updated_at (a fresh
+   import into an already resolved brand): the scope is the whole brand;
+5. with --full-rerun, a full pass over everything again (`siyu identity resolve --full`).
+
+Each pass prints its wall time, the CPU seconds of this process and (PostgreSQL) of the
+database's server backends, and the machine's load. --pass-limit cancels a PostgreSQL pass
+that runs longer (reported as killed) so that a plan that never finishes cannot hang the run.
 
 The records are stamped two days ago, as if imported earlier; the 1 % batch is stamped now.
 """
@@ -20,16 +31,19 @@ The records are stamped two days ago, as if imported earlier; the 1 % batch is s
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from siyu.bulk import bulk_load
 from siyu.config import Settings
@@ -51,6 +65,7 @@ TYPES = {
 }
 PLACEHOLDER = 999_999_999  # "person" whose phone is the till's placeholder +8613999999999
 CHUNK = 500_000
+BIG_TABLES = ("source_record", "identifier", "record_identity")
 
 
 def value(id_type: str, pid: int) -> str:
@@ -116,8 +131,11 @@ def add_records(
     src: np.ndarray,
     by: dict[str, np.ndarray],
     when: datetime,
+    analyze: bool = True,
 ) -> tuple[int, int]:
-    """Write records (ids in order) with their identifiers; returns (records, new identifiers)."""
+    """Write records (ids in order) with their identifiers; returns (records, new identifiers).
+
+    analyze: refresh PostgreSQL's statistics afterwards (False: as a `siyu import` leaves them)."""
     n = len(pid)
     rec_ids = np.arange(store.next_record, store.next_record + n, dtype=np.int64)
     store.next_record += n
@@ -178,8 +196,8 @@ def add_records(
             rows.sort()
             pairs += len(rows)
             write(conn, "record_identity", ["record_id", "id_type", "identifier_id"], rows)
-    if conn.dialect.name == "postgresql":
-        for table in ("source_record", "identifier", "record_identity"):
+    if analyze and conn.dialect.name == "postgresql":
+        for table in BIG_TABLES:
             conn.execute(text(f"ANALYZE {table}"))
     return n, pairs
 
@@ -214,30 +232,111 @@ def daily(
     return pid, src, by
 
 
-def timed(label: str, engine: Engine, brand_id: int, k: int, **kw) -> float:
-    started = time.perf_counter()
-    r = identity_service.resolve(engine, brand_id=brand_id, k_guard=k, **kw)
+def load() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def own_cpu() -> float:
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
+def backends_cpu(engine: Engine) -> float:
+    """CPU seconds used so far by the server processes serving this database (PostgreSQL on
+    this machine; 0 elsewhere)."""
+    if engine.dialect.name != "postgresql":
+        return 0.0
+    with engine.connect() as conn:
+        pids = conn.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).scalars()
+        total = 0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class Watchdog:
+    """Cancel the database's other queries once `limit` seconds have passed (PostgreSQL)."""
+
+    def __init__(self, engine: Engine, limit: float | None) -> None:
+        self.engine, self.limit, self.fired = engine, limit, False
+        self.done = threading.Event()
+
+    def __enter__(self) -> Watchdog:
+        if self.limit and self.engine.dialect.name == "postgresql":
+            threading.Thread(target=self._watch, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+
+    def _watch(self) -> None:
+        assert self.limit is not None
+        if self.done.wait(self.limit):
+            return
+        self.fired = True
+        with self.engine.connect() as conn:
+            while not self.done.is_set():
+                conn.execute(
+                    text(
+                        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+                self.done.wait(2)
+
+
+def timed(label: str, engine: Engine, brand_id: int, k: int, limit: float | None, **kw) -> float:
+    started, cpu, server = time.perf_counter(), own_cpu(), backends_cpu(engine)
+    try:
+        with Watchdog(engine, limit) as dog:
+            r = identity_service.resolve(engine, brand_id=brand_id, k_guard=k, **kw)
+    except OperationalError:
+        if not dog.fired:
+            raise
+        print(f"  {label:<36} KILLED after {time.perf_counter() - started:.0f} s  [{load()}]")
+        return float("nan")
     sec = time.perf_counter() - started
     kind = "full" if r.full else "incremental"
     print(
         f"  {label:<36} {sec:8.1f} s  ({kind}: {r.resolved:,} of {r.records:,} records → "
         f"{r.customers:,} customers; {r.created:,} created, {r.merged:,} merged, "
-        f"{r.split:,} split, {r.quarantined} quarantined)",
+        f"{r.split:,} split, {r.quarantined} quarantined)\n"
+        f"  {'':<36} cpu {own_cpu() - cpu:.1f} s client, "
+        f"{backends_cpu(engine) - server:.1f} s server  [{load()}]",
         flush=True,
     )
     return sec
 
 
-def run(label: str, settings: Settings, records: int, seed: int, full_rerun: bool) -> None:
-    rng = np.random.default_rng(seed)
+def rechange_all(engine: Engine, brand_id: int) -> int:
+    """Stamp every record of the brand as updated now, as a fresh import of them all would."""
+    with engine.begin() as conn:
+        return conn.execute(
+            text("UPDATE source_record SET updated_at = :now WHERE brand_id = :b"),
+            {"now": stamp(conn, datetime.now(UTC)), "b": brand_id},
+        ).rowcount
+
+
+def run(label: str, settings: Settings, args: argparse.Namespace) -> None:
+    rng = np.random.default_rng(args.seed)
     engine, brand_id = open_brand(settings)
     store = Store()
-    pid, src, persons = base(rng, records)
+    pid, src, persons = base(rng, args.records)
     started = time.perf_counter()
+    fresh = args.fresh_import
     with engine.begin() as conn:
+        if fresh and conn.dialect.name == "postgresql":
+            for table in BIG_TABLES:  # autovacuum would analyze them a minute later
+                conn.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = off)"))
         n, pairs = add_records(
             conn, store, brand_id, pid, src, carried(rng, pid, src),
-            datetime.now(UTC) - timedelta(days=2),
+            datetime.now(UTC) - (timedelta(0) if fresh else timedelta(days=2)), analyze=not fresh,
         )  # fmt: skip
     print(
         f"[{label}] wrote {n:,} records, {pairs:,} record identifiers, "
@@ -245,15 +344,26 @@ def run(label: str, settings: Settings, records: int, seed: int, full_rerun: boo
         flush=True,
     )
     del pid, src
-    timed("first pass (full)", engine, brand_id, settings.k_guard)
-    timed("re-run, nothing changed", engine, brand_id, settings.k_guard)
-    count = max(1, records // 100)
+    k, limit = settings.k_guard, args.pass_limit
+    timed("first pass (full)", engine, brand_id, k, limit)
+    timed("re-run, nothing changed", engine, brand_id, k, limit)
+    if fresh:  # every record is within the overlap: each later pass would see them all again
+        engine.dispose()
+        return
+    count = max(1, args.records // 100)
     pid, src, by = daily(rng, count, persons)
     with engine.begin() as conn:
         add_records(conn, store, brand_id, pid, src, by, datetime.now(UTC))
-    timed(f"after adding {count:,} records (1 %)", engine, brand_id, settings.k_guard)
-    if full_rerun:
-        timed("full pass again (--full)", engine, brand_id, settings.k_guard, full=True)
+    timed(f"after adding {count:,} records (1 %)", engine, brand_id, k, limit)
+    if args.rechange_all:
+        touched = rechange_all(engine, brand_id)
+        sec = timed(f"after touching all {touched:,} records", engine, brand_id, k, limit)
+        if sec != sec:  # killed: the next pass would face the same scope
+            engine.dispose()
+            return
+        timed("re-run, nothing changed", engine, brand_id, k, limit)
+    if args.full_rerun:
+        timed("full pass again (--full)", engine, brand_id, k, limit, full=True)
     engine.dispose()
 
 
@@ -263,40 +373,53 @@ def main() -> None:
     )
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--pg", action="store_true", help="PostgreSQL (database bench_identity)")
+    parser.add_argument("--pg", action="store_true", help="on PostgreSQL (see --pg-database)")
+    parser.add_argument(
+        "--pg-database", default="bench_identity", help="created for the run, dropped after"
+    )
     parser.add_argument("--full-rerun", action="store_true", help="also time a second full pass")
+    parser.add_argument(
+        "--rechange-all",
+        action="store_true",
+        help="also time an incremental pass after touching every record",
+    )
+    parser.add_argument(
+        "--fresh-import",
+        action="store_true",
+        help="records stamped now, statistics not refreshed; stop after the re-run",
+    )
+    parser.add_argument(
+        "--pass-limit", type=float, help="PostgreSQL: cancel a pass after this many seconds"
+    )
     parser.add_argument("--keep", type=Path, help="SQLite: keep the data directory here")
     args = parser.parse_args()
-    print(f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    print(f"load: {load()}")
     if args.pg:
+        db = args.pg_database
+        if not db.isidentifier():
+            parser.error(f"--pg-database: {db!r} is not a plain database name")
         admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
         with admin.connect() as c:
-            c.execute(text("DROP DATABASE IF EXISTS bench_identity"))
-            c.execute(text("CREATE DATABASE bench_identity"))
+            c.execute(text(f"DROP DATABASE IF EXISTS {db}"))
+            c.execute(text(f"CREATE DATABASE {db}"))
         work = Path(tempfile.mkdtemp(prefix="siyu-bench-"))
         try:
-            url = PG_ADMIN.rsplit("/", 1)[0] + "/bench_identity"
-            run(
-                "postgresql",
-                Settings(data_dir=work, database_url=url),
-                args.records,
-                args.seed,
-                args.full_rerun,
-            )
+            url = PG_ADMIN.rsplit("/", 1)[0] + f"/{db}"
+            run("postgresql", Settings(data_dir=work, database_url=url), args)
         finally:
             shutil.rmtree(work, ignore_errors=True)
             with admin.connect() as c:
-                c.execute(text("DROP DATABASE IF EXISTS bench_identity"))
+                c.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
     else:
         work = args.keep or Path(tempfile.mkdtemp(prefix="siyu-bench-"))
         try:
-            run("sqlite", Settings(data_dir=work), args.records, args.seed, args.full_rerun)
+            run("sqlite", Settings(data_dir=work), args)
         finally:
             if args.keep is None:
                 shutil.rmtree(work, ignore_errors=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory: {peak:,.0f} MiB")
-    print(f"load: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    print(f"load: {load()}")
 
 
 if __name__ == "__main__":

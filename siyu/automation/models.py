@@ -18,6 +18,7 @@ class Delivery(RowHashed, CustomerRef, Tracked, Base):
     __table_args__ = (
         UniqueConstraint("brand_id", "row_key"),
         Index("ix_delivery_ref", "brand_id", "id_type", "id_value"),
+        Index("ix_delivery_changed", "brand_id", "changed_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

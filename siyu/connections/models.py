@@ -22,6 +22,7 @@ class Connection(RowHashed, CustomerRef, Tracked, Base):
     __table_args__ = (
         UniqueConstraint("brand_id", "row_key"),
         Index("ix_connection_ref", "brand_id", "id_type", "id_value"),
+        Index("ix_connection_changed", "brand_id", "changed_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -17,6 +17,7 @@ class OptOut(RowHashed, CustomerRef, Tracked, Base):
     __table_args__ = (
         UniqueConstraint("brand_id", "row_key"),
         Index("ix_opt_out_ref", "brand_id", "id_type", "id_value"),
+        Index("ix_opt_out_changed", "brand_id", "changed_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

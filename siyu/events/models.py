@@ -35,6 +35,7 @@ class Interaction(RowHashed, CustomerRef, Tracked, Base):
     __table_args__ = (
         UniqueConstraint("brand_id", "row_key"),
         Index("ix_interaction_ref", "brand_id", "id_type", "id_value"),
+        Index("ix_interaction_changed", "brand_id", "changed_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -46,7 +47,10 @@ class Interaction(RowHashed, CustomerRef, Tracked, Base):
 
 class SurveyResponse(RowHashed, CustomerRef, Tracked, Base):
     __tablename__ = "survey_response"
-    __table_args__ = (UniqueConstraint("brand_id", "row_key"),)
+    __table_args__ = (
+        UniqueConstraint("brand_id", "row_key"),
+        Index("ix_survey_response_changed", "brand_id", "changed_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"))

@@ -29,6 +29,7 @@ from datetime import datetime
 from sqlalchemy import Connection, text
 
 from siyu.identity.facts import FACT_REFERENCES, add_reference_records
+from siyu.identity.planner import IndexSeeks
 
 
 def _temp(conn: Connection, name: str, ddl: str) -> None:
@@ -50,12 +51,14 @@ def build(
     since: datetime,
     now: datetime,
     k_guard: int,
+    seeks: IndexSeeks,
     also: tuple[int, ...] = (),
 ) -> int:
     """Fill touched_record / touched_ident / frozen / frozen_count; returns the rounds taken.
 
     `also`: identifier ids whose carriers must be re-resolved whatever changed (an operator
-    just unmerged or relinked them).
+    just unmerged or relinked them). `seeks` is told the scope's size as it grows: the scans
+    by time (records, facts) run before it may force index seeks (siyu.identity.planner).
     """
     # Joins are written temp table first as CROSS JOIN: SQLite then loops over the (small)
     # scope and seeks the big tables by index, instead of scanning them; `+col` keeps SQLite
@@ -68,22 +71,23 @@ def build(
     _temp(conn, "frozen_count", "identifier_id BIGINT, source VARCHAR(64), n BIGINT")
 
     # Records changed since the last pass, and records never resolved.
-    conn.execute(
+    changed = conn.execute(
         text(
             "INSERT INTO touched_record (id, round) "
             "SELECT id, 0 FROM source_record WHERE brand_id = :b AND updated_at >= :since "
             "UNION SELECT id, 0 FROM source_record WHERE +brand_id = :b AND customer_id IS NULL"
         ),
         b,
-    )
+    ).rowcount
+    # Values facts named since the last pass that no record carries yet.
+    _add_fact_identifiers(conn, brand_id, since, now)
+    seeks.scope_is(changed)
     conn.execute(
         text(
             "INSERT INTO old_customer (id) SELECT DISTINCT r.customer_id FROM touched_record t "
             "CROSS JOIN source_record r WHERE r.id = t.id AND r.customer_id IS NOT NULL"
         )
     )
-    # Values facts named since the last pass that no record carries yet.
-    _add_fact_identifiers(conn, brand_id, since, now)
     # Identifiers to look at: those of the old customers (a changed record may have dropped
     # them), every one without a customer (new or quarantined), every unlinked one.
     conn.execute(
@@ -138,17 +142,20 @@ def build(
     conn.execute(
         text("DELETE FROM frozen_count WHERE identifier_id NOT IN (SELECT id FROM frozen)")
     )
-    return _close(conn)
+    return _close(conn, seeks)
 
 
-def _close(conn: Connection) -> int:
-    """Grow the scope round by round until it is closed under shared values and customers."""
+def _close(conn: Connection, seeks: IndexSeeks) -> int:
+    """Grow the scope round by round until it is closed under shared values and customers;
+    `seeks` hears its size (records) after every step that grows it."""
+    size = conn.execute(text("SELECT count(*) FROM touched_record")).scalar_one()
     k = 0
     while True:
         _analyze(conn, "touched_record", "touched_ident")
+        seeks.scope_is(size)
         r = {"k": k, "next": k + 1}
         # The whole customer of every record that joined in this round.
-        conn.execute(
+        size += conn.execute(
             text(
                 "INSERT INTO touched_record (id, round) SELECT DISTINCT r2.id, :k "
                 "FROM touched_record t CROSS JOIN source_record r CROSS JOIN source_record r2 "
@@ -157,7 +164,8 @@ def _close(conn: Connection) -> int:
                 " SELECT 1 FROM touched_record x WHERE x.id = r2.id)"
             ),
             r,
-        )
+        ).rowcount
+        seeks.scope_is(size)
         # Every value those records carry.
         conn.execute(
             text(
@@ -179,6 +187,7 @@ def _close(conn: Connection) -> int:
             ),
             r,
         ).rowcount
+        size += grown
         k += 1
         if not grown:
             return k

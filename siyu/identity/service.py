@@ -13,7 +13,7 @@ part (reviving the other part's own former id when it had one).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -25,7 +25,7 @@ from siyu import pii
 from siyu.bulk import bulk_load, fetch_int_columns, int_table, temp_table
 from siyu.customers.models import Customer
 from siyu.db import bind_ts
-from siyu.identity import scope
+from siyu.identity import planner, scope
 from siyu.identity.facts import add_all_fact_identifiers, add_reference_records
 from siyu.identity.models import Identifier, IdentityPass, SourceRecord
 
@@ -109,14 +109,44 @@ def _resolve(
     b = {"b": brand_id}
     last = _last_pass(conn, brand_id)
     full = full or last is None or last[1] != k_guard
+    with planner.index_seeks(conn, brand_id, incremental=not full) as seeks:
+        if not full and last is not None:
+            full = seeks.most_changed_since(last[0] - overlap)
+        result = _pass(conn, brand_id, k_guard, now, last, full, overlap, also, seeks)
+    live = conn.execute(
+        text("SELECT count(*) FROM customer WHERE brand_id = :b AND merged_into_id IS NULL"), b
+    ).scalar_one()
+    records = (
+        result.resolved
+        if full
+        else conn.execute(
+            text("SELECT count(*) FROM source_record WHERE brand_id = :b"), b
+        ).scalar_one()
+    )
+    return replace(result, records=int(records), customers=int(live))
+
+
+def _pass(
+    conn: Connection,
+    brand_id: int,
+    k_guard: int,
+    now: datetime,
+    last: tuple[datetime, int] | None,
+    full: bool,
+    overlap: timedelta,
+    also: tuple[int, ...],
+    seeks: planner.IndexSeeks,
+) -> ResolutionResult:
+    """Resolve the brand (full) or the scope of what changed since `last`; the result's
+    `records` and `customers` are left for the caller to count."""
     if full:
         add_all_fact_identifiers(conn, brand_id, now)
         add_reference_records(conn, brand_id, now)
         g = _load_brand(conn, brand_id)
     else:
         assert last is not None
-        _prefer_index_seeks(conn, True)
-        scope.build(conn, brand_id, since=last[0] - overlap, now=now, k_guard=k_guard, also=also)
+        since = last[0] - overlap
+        scope.build(conn, brand_id, since=since, now=now, k_guard=k_guard, seeks=seeks, also=also)
         g = _load_scope(conn, brand_id)
     n_rec, n_ident = len(g.rec_id), len(g.ident_id)
     p_rec = np.searchsorted(g.rec_id, g.pair_rec)
@@ -178,20 +208,9 @@ def _resolve(
         conn, brand_id, np.unique(np.concatenate([new_cust[new_cust != g.rec_cust], edited]))
     )
     _save_pass(conn, brand_id, now, k_guard)
-    _prefer_index_seeks(conn, False)
-    live = conn.execute(
-        text("SELECT count(*) FROM customer WHERE brand_id = :b AND merged_into_id IS NULL"), b
-    ).scalar_one()
-    records = (
-        n_rec
-        if full
-        else conn.execute(
-            text("SELECT count(*) FROM source_record WHERE brand_id = :b"), b
-        ).scalar_one()
-    )
     return ResolutionResult(
-        records=int(records),
-        customers=int(live),
+        records=0,
+        customers=0,
         created=len(new_ids) - split_new,
         merged=len(merges),
         split=len(splits),
@@ -199,17 +218,6 @@ def _resolve(
         resolved=n_rec,
         full=full,
     )
-
-
-def _prefer_index_seeks(conn: Connection, on: bool) -> None:
-    """An incremental pass joins a small scope to big tables: on PostgreSQL, index seeks from
-    the scope, never a hash join over a whole table (which its cost model prefers up to a
-    scope of several thousand rows, and which grows with the brand). SQLite is steered by the
-    joins' written order (siyu.identity.scope)."""
-    if conn.dialect.name != "postgresql":
-        return
-    for setting in ("enable_hashjoin", "enable_mergejoin", "enable_seqscan"):
-        conn.execute(text(f"SET LOCAL {setting} = {'off' if on else 'on'}"))
 
 
 def _last_pass(conn: Connection, brand_id: int) -> tuple[datetime, int] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.db import Base, BigId, RowHashed, Tracked, UTCDateTime
@@ -14,7 +14,10 @@ class Membership(RowHashed, Tracked, Base):
     """A member card; its member_no is also an identifier that resolves to the customer."""
 
     __tablename__ = "membership"
-    __table_args__ = (UniqueConstraint("brand_id", "member_no"),)
+    __table_args__ = (
+        UniqueConstraint("brand_id", "member_no"),
+        Index("ix_membership_changed", "brand_id", "changed_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"), index=True)

@@ -34,6 +34,7 @@ class Order(RowHashed, CustomerRef, Tracked, Base):
         UniqueConstraint("brand_id", "order_key"),
         Index("ix_order_ref", "brand_id", "id_type", "id_value"),
         Index("ix_order_created", "brand_id", "created_at"),
+        Index("ix_order_changed", "brand_id", "changed_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
