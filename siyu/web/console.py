@@ -642,7 +642,9 @@ def _lifecycle_of(
     if row is None:
         return None
     keys = ("as_of", "stage", "value_layer", "rfm_class", "days_since")
-    return dict(zip(keys, row, strict=True))
+    # as_of is the start of the day after the data: shown as the last day it includes, as the
+    # overview shows its period's end.
+    return {**dict(zip(keys, row, strict=True)), "through": row[0] - timedelta(days=1)}
 
 
 # --- SOPs -----------------------------------------------------------------------------------

@@ -74,6 +74,8 @@ def test_customer_360_masks_phones_for_roles_without_the_right(
     assert "138****0005" in r.text and "13800000005" not in r.text
     assert "r5a" in r.text and "r5b" in r.text  # both records, and why they are one
     assert "phone:138****0005" in r.text
+    # lifecycle as of the last day of data (O5 at 2025-08-01 00:00:30), not the day after
+    assert "截至 2025-08-01" in r.text and "2025-08-02" not in r.text
     assert not [e for e in audit_log(settings) if e["action"] == "pii.read"]
     cb.login(console, "mgr2")
     r = console.get("/customers/phone:13800000005")
