@@ -381,6 +381,29 @@ def identity_relink(
     _identity_change(key, identifier, undo=True)
 
 
+def _showcase(engine: Engine, brand_id: int) -> list[str]:
+    """Keys of one customer worth opening after the demo import: seen through the most sources,
+    then with the most orders — by id, and by their phone (any identifier works as a key)."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        row = conn.execute(text(
+            "WITH sources AS (SELECT customer_id AS c, count(DISTINCT source) AS n "
+            "  FROM source_record WHERE brand_id = :b AND customer_id IS NOT NULL GROUP BY 1), "
+            "orders AS (SELECT i.customer_id AS c, count(*) AS n FROM \"order\" o "
+            "  JOIN identifier i ON i.brand_id = o.brand_id AND i.id_type = o.id_type "
+            "   AND i.value = o.id_value WHERE o.brand_id = :b GROUP BY 1) "
+            "SELECT s.c FROM sources s JOIN orders o ON o.c = s.c "
+            "ORDER BY s.n DESC, o.n DESC, s.c LIMIT 1"), {"b": brand_id}).first()  # fmt: skip
+        if row is None:
+            return []
+        sealed = conn.execute(text(
+            "SELECT value_sealed FROM identifier WHERE customer_id = :c AND id_type = 'phone' "
+            "AND status = 'linked' ORDER BY id LIMIT 1"), {"c": row[0]}).scalar()  # fmt: skip
+        phone = pii.keyring(conn).open_or_none(sealed)
+    return [str(row[0])] + ([f"phone:{phone.removeprefix('+86')}"] if phone else [])
+
+
 @app.command()
 def demo(
     seed: Annotated[int, typer.Option(help="Same seed, same brand.")] = 7,
@@ -408,7 +431,7 @@ def demo(
         f"metrics --from {q_start} --to {q_end}",
         "cohorts --by month",
         f"lifecycle --as-of {q_end}",
-        "customer show 1",
+        *(f"customer show {key}" for key in _showcase(engine, brand_id)),
         "identity quarantined",
         f"import {out}",
     ]
