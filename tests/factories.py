@@ -69,3 +69,14 @@ def rejects(summary: import_service.ImportSummary) -> list[dict[str, str]]:
 
 def engine_for(settings: Settings) -> tuple[Engine, int]:
     return open_brand(settings)
+
+
+def audit_log(settings: Settings) -> list[dict[str, object]]:
+    """The brand's audit log, newest first, as `siyu audit` reads it."""
+    from siyu.audit import service as audit
+
+    engine, brand_id = open_brand(settings)
+    with engine.begin() as conn:
+        found = audit.recent(conn, brand_id=brand_id)
+    engine.dispose()
+    return found

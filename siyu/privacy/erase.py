@@ -23,9 +23,8 @@ Queued outbox rows of the person are cancelled, open staff tasks skipped, runnin
 ended. Lookup keys of the erased values go on the erasure list (siyu.privacy.blocks), and the
 deleted identifier ids on the warehouse's removal feed (erased_identifier).
 
-The encryption-at-rest work adds sealed columns and lookup hashes: add them to
-PERSONAL_COLUMNS (on tables whose rows stay) — identifier and source-record rows are deleted
-whole, so their new columns need nothing.
+Sealed values and lookup hashes (siyu.pii) are cleared with the rest of a row's personal
+columns (PERSONAL_COLUMNS); identifier and source-record rows are deleted whole.
 """
 
 from __future__ import annotations
@@ -40,6 +39,20 @@ from siyu import pii
 from siyu.db import read_ts
 from siyu.identity.facts import FACT_REFERENCES
 from siyu.privacy import blocks
+
+# What would still reach an erased customer is stopped (name in the summary, statement).
+STOPPED = (
+    ("outbox_cancelled",
+     "UPDATE outbox SET status = 'cancelled', done_at = :now, error = 'cancelled: the customer "
+     "was erased (PIPL)' WHERE brand_id = :b AND customer_id IN :ids "
+     "AND status IN ('pending', 'claimed')"),
+    ("tasks_skipped",
+     "UPDATE staff_task SET status = 'skipped', done_at = :now WHERE brand_id = :b "
+     "AND customer_id IN :ids AND status = 'open'"),
+    ("journeys_ended",
+     "UPDATE sop_enrollment SET status = 'done', note = 'customer erased' "
+     "WHERE brand_id = :b AND customer_id IN :ids AND status = 'active'"),
+)  # fmt: skip
 
 # Personal columns cleared on the person's rows: (table, how its rows are found, {column:
 # value}). "customer": the customer table by id (the person's id and ids merged into it);
@@ -374,28 +387,8 @@ def _cancel_and_clear(
 ) -> dict[str, int]:
     counts: dict[str, int] = {}
     p = {"b": brand_id, "ids": ids, "now": now}
-    counts["outbox_cancelled"] = int(
-        conn.execute(
-            _in("UPDATE outbox SET status = 'cancelled', done_at = :now, "
-                "error = 'cancelled: the customer was erased (PIPL)' WHERE brand_id = :b "
-                "AND customer_id IN :ids AND status IN ('pending', 'claimed')", ids=ids),
-            p,
-        ).rowcount or 0
-    )  # fmt: skip
-    counts["tasks_skipped"] = int(
-        conn.execute(
-            _in("UPDATE staff_task SET status = 'skipped', done_at = :now WHERE brand_id = :b "
-                "AND customer_id IN :ids AND status = 'open'", ids=ids),
-            p,
-        ).rowcount or 0
-    )  # fmt: skip
-    counts["journeys_ended"] = int(
-        conn.execute(
-            _in("UPDATE sop_enrollment SET status = 'done', note = 'customer erased' "
-                "WHERE brand_id = :b AND customer_id IN :ids AND status = 'active'", ids=ids),
-            p,
-        ).rowcount or 0
-    )  # fmt: skip
+    for name, sql in STOPPED:
+        counts[name] = int(conn.execute(_in(sql, ids=ids), p).rowcount or 0)
     for table, by, columns in PERSONAL_COLUMNS:
         sets = ", ".join(f"{c} = {v}" for c, v in columns.items())
         key = "id" if by == "customer" else "customer_id"

@@ -10,12 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from siyu.app import create_app
-from siyu.audit import service as audit
 from siyu.auth import service as tokens
 from siyu.auth.principal import SCOPES
 from siyu.config import Settings
 from siyu.runtime import open_brand
-from tests.factories import run_import, write_dir
+from tests.factories import audit_log, run_import, write_dir
 from tests.metrics import brand
 
 
@@ -30,14 +29,6 @@ def api(settings: Settings, tmp_path: Path) -> Iterator[tuple[TestClient, dict[s
     with TestClient(app) as client:
         yield client, {"Authorization": f"Bearer {token}"}
     app.state.siyu.engine.dispose()
-
-
-def audit_log(settings: Settings) -> list[dict[str, object]]:
-    engine, brand_id = open_brand(settings)
-    with engine.begin() as conn:
-        rows = audit.recent(conn, brand_id=brand_id)
-    engine.dispose()
-    return rows
 
 
 def test_search_and_360_are_audited_as_the_integration(api, settings: Settings) -> None:  # type: ignore[no-untyped-def]

@@ -13,13 +13,13 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from siyu.audit import service as audit
 from siyu.auth import service as tokens
 from siyu.auth.principal import SCOPES
 from siyu.config import Settings
 from siyu.db import make_engine
 from siyu.migrate import upgrade
 from siyu.runtime import open_brand
+from tests.factories import audit_log
 from tests.web import console_brand as cb
 
 # name: (role, org, staff, scopes)
@@ -46,14 +46,6 @@ def api(settings: Settings, tmp_path: Path) -> Iterator[tuple[TestClient, dict[s
     engine.dispose()
     with cb.client(settings) as client:
         yield client, issued
-
-
-def audit_log(settings: Settings) -> list[dict[str, Any]]:
-    engine, brand_id = open_brand(settings)
-    with engine.begin() as conn:
-        rows = audit.recent(conn, brand_id=brand_id)
-    engine.dispose()
-    return rows
 
 
 def test_a_store_token_reads_only_its_stores_customers(api, settings: Settings) -> None:  # type: ignore[no-untyped-def]

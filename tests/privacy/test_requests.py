@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from siyu.audit import service as audit
 from siyu.auth import service as tokens
 from siyu.auth.principal import SCOPES
 from siyu.config import Settings
 from siyu.runtime import open_brand
+from tests.factories import audit_log
 from tests.privacy import brand
 from tests.web import console_brand as cb
 
@@ -40,14 +40,6 @@ def api(settings: Settings, tmp_path: Path) -> Iterator[tuple[TestClient, dict[s
     engine.dispose()
     with cb.client(settings) as client:
         yield client, issued
-
-
-def audit_log(settings: Settings) -> list[dict[str, Any]]:
-    engine, brand_id = open_brand(settings)
-    with engine.begin() as conn:
-        rows = audit.recent(conn, brand_id=brand_id)
-    engine.dispose()
-    return rows
 
 
 def test_the_export_holds_everything_about_the_person(api, settings: Settings) -> None:  # type: ignore[no-untyped-def]

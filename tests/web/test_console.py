@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from siyu.audit import service as audit
 from siyu.config import Settings
 from siyu.runtime import open_brand
+from tests.factories import audit_log
 from tests.metrics import brand
 from tests.web import console_brand as cb
 
@@ -24,14 +24,6 @@ def console(settings: Settings, tmp_path: Path) -> Iterator[TestClient]:
     cb.build(settings, tmp_path)
     with cb.client(settings) as c:
         yield c
-
-
-def audit_log(settings: Settings) -> list[dict[str, object]]:
-    engine, brand_id = open_brand(settings)
-    with engine.begin() as conn:
-        rows = audit.recent(conn, brand_id=brand_id)
-    engine.dispose()
-    return rows
 
 
 def test_overview_shows_the_report_of_the_users_scope(console: TestClient) -> None:
