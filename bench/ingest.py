@@ -180,7 +180,7 @@ def profiled(into: Path | None, pid: int, name: str) -> Iterator[None]:
         return
     into.mkdir(parents=True, exist_ok=True)
     spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--format", "raw",
-                            "--output", str(into / f"{name}.txt"), "--threads"],
+                            "--output", str(into / f"{name}.txt"), "--threads", "--idle"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     time.sleep(1)
     try:
