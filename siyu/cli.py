@@ -328,7 +328,9 @@ def identity_resolve(
     engine, brand_id = open_brand(settings)
     started = time.perf_counter()
     i = identity_service.resolve(engine, brand_id=brand_id, k_guard=settings.k_guard, full=full)
-    scope = "every record" if i.full else f"{i.resolved} records touched since the last pass"
+    scope = f"{i.resolved} records touched since the last pass"
+    if i.full:  # asked for, or chosen because most of the brand changed (siyu.identity.planner)
+        scope = "every record" if full else "every record: most of the brand changed"
     console.print(
         f"Identity 身份识别 ({scope}): {i.records} records → {i.customers} customers; "
         f"{i.created} created, {i.merged} merged, {i.split} split; "
