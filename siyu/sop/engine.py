@@ -10,6 +10,8 @@ on SQLite the database's single writer serialises them.
 
 from __future__ import annotations
 
+import itertools
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -27,6 +29,7 @@ from siyu.db import advisory_key, utcnow
 from siyu.segments import evaluate
 from siyu.segments import service as segment_service
 from siyu.segments.rules import parse
+from siyu.sop import fanout as set_based
 from siyu.sop import guards, lookup, send, service, triggers
 from siyu.sop.definition import Definition, when_rule
 from siyu.sop.models import Sop, SopEnrollment, StaffTask
@@ -108,9 +111,20 @@ def lock_key(conn: Connection, brand_id: int) -> int:
 
 
 def tick(
-    settings: Settings, engine: Engine, brand_id: int, now: datetime | None = None
+    settings: Settings,
+    engine: Engine,
+    brand_id: int,
+    now: datetime | None = None,
+    *,
+    fanout: bool = True,
 ) -> TickReport:
-    """One pass over the brand's active SOPs."""
+    """One pass over the brand's active SOPs: fire them (enroll their journeys), advance every
+    due journey, then fan out the fires that siyu.sop.fanout takes (a one-step scheduled send
+    to a customer audience; `fanout=False` sends them down the per-journey path too).
+
+    A fan-out runs in the first sweep where its journeys would have been: after the journeys
+    enrolled before it (older ones, earlier SOPs), before later SOPs' — so when several SOPs
+    send to the same customers in one tick, the caps pick the same winners on both paths."""
     now = now or utcnow()
     report = TickReport()
     lock = None
@@ -130,12 +144,14 @@ def tick(
                 .where(Sop.brand_id == brand_id, Sop.status == "active")
                 .order_by(Sop.id),
             )
+        later: list[Later] = []
         for sop in sops:
             try:
-                _fire(rt, sop, report)
+                if (big := _fire(rt, sop, report, fanout)) is not None:
+                    later.append(Later(_watermark(rt), sop, *big))
             except segment_service.SegmentError as e:  # e.g. its segment was deleted since
                 report.errors[sop.key] = str(e)
-        _advance(rt, report)
+        _advance(rt, report, later)
     finally:
         rt.close()
         if lock is not None:
@@ -147,10 +163,16 @@ def tick(
 # ----- enrolling -----------------------------------------------------------------------------
 
 
-def _fire(rt: Runtime, sop: Sop, report: TickReport) -> None:
+def _fire(
+    rt: Runtime, sop: Sop, report: TickReport, fanout: bool
+) -> tuple[Definition, triggers.Fired] | None:
+    """Enroll the SOP's new journeys and store its trigger state; a fire the set-based
+    fan-out takes is returned instead, untouched, for after the sweep."""
     with rt.engine.connect() as conn:
         defn = rt.definition(conn, sop.id, sop.version)
         fired = triggers.fire(conn, sop, defn, now=rt.now, tz=rt.tz)
+    if fanout and set_based.eligible(defn, fired):
+        return defn, fired
     rule = rt.audience_rule(defn)
     g = rt.guards(defn)
     hits = list(fired.hits)
@@ -177,6 +199,31 @@ def _fire(rt: Runtime, sop: Sop, report: TickReport) -> None:
         conn.execute(update(Sop).where(Sop.id == sop.id).values(**fired.state))
     report.fired[sop.key] += new[0]
     report.holdout += new[1]
+    return None
+
+
+@dataclass
+class Later:
+    """A fire for siyu.sop.fanout, run once the sweep has passed journey id `after`."""
+
+    after: int
+    sop: Sop
+    defn: Definition
+    fired: triggers.Fired
+
+
+def _watermark(rt: Runtime) -> int:
+    with rt.engine.connect() as conn:
+        return int(
+            conn.execute(text("SELECT coalesce(max(id), 0) FROM sop_enrollment")).scalar() or 0
+        )
+
+
+def _fan(rt: Runtime, f: Later, report: TickReport) -> None:
+    try:
+        set_based.run(rt, f.sop, f.defn, f.fired, report)
+    except segment_service.SegmentError as e:
+        report.errors[f.sop.key] = str(e)
 
 
 def lookup_ts(at: datetime) -> datetime:
@@ -240,11 +287,15 @@ class Move:
     note: str | None = None
 
 
-def _advance(rt: Runtime, report: TickReport) -> None:
+def _advance(rt: Runtime, report: TickReport, later: list[Later] | None = None) -> None:
     """Run the due journeys' steps in sweeps: each sweep reads the due ids once, then works
     through them in batches of BATCH by primary key (re-checking each row is still due). A
     journey whose next step needs no wait goes on in the next sweep, up to MAX_ROUNDS sweeps
-    a tick. Reading the ids once keeps a sweep linear in the number of due journeys."""
+    a tick. Reading the ids once keeps a sweep linear in the number of due journeys.
+
+    The first sweep runs each fan-out of `later` when it has passed the ids enrolled before
+    that SOP fired — where the fan-out's journeys would have been."""
+    waiting = list(later or [])
     due = and_(
         SopEnrollment.brand_id == rt.brand_id,
         SopEnrollment.status == "active",
@@ -262,10 +313,9 @@ def _advance(rt: Runtime, report: TickReport) -> None:
                     .order_by(SopEnrollment.id)
                 ).scalars()
             )
-        if not ids:
-            return
-        for start in range(0, len(ids), BATCH):
-            part = ids[start : start + BATCH]
+        for part in _batches(ids, [f.after for f in waiting]):
+            while waiting and waiting[0].after < part[0]:
+                _fan(rt, waiting.pop(0), report)
             these = _among(part, pg)
             with rt.engine.connect() as conn:
                 rows = conn.execute(
@@ -284,6 +334,19 @@ def _advance(rt: Runtime, report: TickReport) -> None:
                     defn = rt.definition(conn, sop_id, version)
                 moves = _run_step(rt, defn, version, step, group, report)
                 _save(rt, defn, moves)
+        while waiting:
+            _fan(rt, waiting.pop(0), report)
+        if not ids:
+            return
+
+
+def _batches(ids: list[int], cuts: list[int]) -> list[list[int]]:
+    """`ids` (ascending) in runs of at most BATCH, also cut after each id in `cuts`."""
+    out: list[list[int]] = []
+    bounds = sorted({bisect_right(ids, c) for c in cuts} | {0, len(ids)})
+    for lo, hi in itertools.pairwise(bounds):
+        out += [ids[i : min(i + BATCH, hi)] for i in range(lo, hi, BATCH)]
+    return out
 
 
 def _among(ids: list[int], pg: bool) -> Any:

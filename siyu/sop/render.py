@@ -91,6 +91,12 @@ def _plain(source: str) -> tuple[_Part, ...] | None:
     return tuple(parts)
 
 
+def plain_parts(source: str) -> tuple[_Part, ...] | None:
+    """The literal text and {{ ns.field }} parts of a plain template (None if it is not plain):
+    what the set-based fan-out (siyu.sop.fanout) turns into SQL."""
+    return _plain(source)
+
+
 def render(source: str, context: dict[str, Any]) -> str:
     """Render a checked template; a value missing at run time raises (StrictUndefined).
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -81,6 +82,13 @@ class World:
 
 @pytest.fixture
 def world(settings: Settings, tmp_path: Path) -> Iterator[World]:
+    with built(settings, tmp_path) as w:
+        yield w
+
+
+@contextmanager
+def built(settings: Settings, tmp_path: Path) -> Iterator[World]:
+    """The brand of tests/sop/brand.py imported into `settings`' database."""
     summary = run_import(settings, write_dir(tmp_path / "in", brand.FILES))
     assert summary.rejected == 0, summary
     engine, brand_id = open_brand(settings)
