@@ -109,20 +109,25 @@ def _ref_check(r: Ref) -> Check:
 
 def erasure_checks(spec: FileSpec) -> list[Check]:
     """A row carrying an erased person's identifier or source-record key is rejected
-    (siyu.privacy.blocks: re-collection needs fresh consent, not a re-sent file)."""
-    why = _lit(blocks.REASON)
+    (siyu.privacy.blocks: re-collection needs fresh consent, not a re-sent file). The reject
+    report names the file, line and column but not the value: writing it would store the
+    erased person's data again."""
+
+    def erased(column: str, condition: str) -> Check:
+        return Check(column, condition, _lit(blocks.REASON), shown="NULL")
+
     checks: list[Check] = []
     if spec.name == "records":
-        checks.append(Check("record_id", f"siyu_erased('record', {raw('record_id')})", why))
+        checks.append(erased("record_id", f"siyu_erased('record', {raw('record_id')})"))
         checks += [
-            Check(t, f"siyu_erased('{t}', siyu_normalize_identifier('{t}', {raw(t)}))", why)
+            erased(t, f"siyu_erased('{t}', siyu_normalize_identifier('{t}', {raw(t)}))")
             for t in IDENTITY_TYPES
         ]
     if spec.name == "memberships":
-        checks.append(Check("member_no", f"siyu_erased('member_no', {raw('member_no')})", why))
+        checks.append(erased("member_no", f"siyu_erased('member_no', {raw('member_no')})"))
     for prefix in spec.customer_refs:
         kind = f"lower({raw(prefix + 'id_type')})"
-        checks.append(Check(f"{prefix}id_value", f"siyu_erased({kind}, {ref_value(prefix)})", why))
+        checks.append(erased(f"{prefix}id_value", f"siyu_erased({kind}, {ref_value(prefix)})"))
     return checks
 
 

@@ -30,6 +30,7 @@ class Check:
     condition: str  # SQL over the raw row: true when the value is bad
     reason: str  # SQL expression giving the sentence
     row_level: bool = True  # False: only the value is dropped, the row is kept
+    shown: str | None = None  # SQL for the value the reject report shows; None: the raw value
 
 
 def _q(name: str) -> str:
@@ -204,7 +205,7 @@ def validate(
     def problem_list(row_level: bool) -> str:
         items = [
             f"CASE WHEN {c.condition} THEN struct_pack(col := {_lit(c.column)}, "
-            f"val := CAST({_q(c.column)} AS VARCHAR), why := {c.reason}) END"
+            f"val := CAST({c.shown or _q(c.column)} AS VARCHAR), why := {c.reason}) END"
             for c in checks
             if c.row_level == row_level
         ]

@@ -199,6 +199,11 @@ def test_a_reimport_is_refused_until_the_person_consents_again(
     assert {("orders.csv", str(n), "id_value") for n in (2, 3, 4, 8, 10)} <= set(refused)
     assert ("connections.csv", "2", "id_value") in refused
     assert not [r for r in refused if r[0] == "records.csv" and r[1] != "2"]
+    # the reject report locates the rows but does not write the erased person's data again
+    assert again.reject_report is not None
+    report = again.reject_report.read_text(encoding="utf-8-sig")
+    assert not [v for v in brand.P1 if v in report]
+    assert {r["value"] for r in rejects(again) if r["reason"] == REASON} == {""}
     assert query(settings, "SELECT count(*) FROM customer")[0][0] == customers
     assert found_in_store(settings, brand.P1) == []
     assert figures(settings) == before
