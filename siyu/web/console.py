@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -241,10 +241,20 @@ def switch_language(code: str, next: str | None = None) -> Response:
 
 
 def _default_period(con: duckdb.DuckDBPyConnection, ctx: AppContext) -> tuple[date, date]:
-    """The 30 days up to the end of the data (or today, whichever is earlier)."""
+    """The 30 days up to the last order (or today, whichever is earlier): the pages are about
+    sales, and a brand whose orders arrive late (or the demo, whose history ended before its
+    live WeCom day today) would otherwise open on an empty month. Without orders: up to the
+    end of the data."""
     tz = ZoneInfo(ctx.settings.timezone)
     today = datetime.now(tz).date()
-    last = cohort_tables.data_end(con, ctx.brand_id).astimezone(tz).date()
+    row = con.execute(
+        "SELECT epoch_us(max(created_at)) FROM orders WHERE brand_id = $b", {"b": ctx.brand_id}
+    ).fetchone()
+    if row and row[0] is not None:
+        end_at = datetime.fromtimestamp(row[0] / 1e6, UTC)
+    else:
+        end_at = cohort_tables.data_end(con, ctx.brand_id)
+    last = end_at.astimezone(tz).date()
     end = min(today, last) + timedelta(days=1)
     return end - timedelta(days=30), end
 

@@ -52,6 +52,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "previous_gmv": ("上期 GMV", "Previous GMV"),
     "current_gmv": ("本期 GMV", "Current GMV"),
     "not_comparable": ("无法对比", "Not comparable"),
+    "not_comparable_why": (
+        "本期或上期没有顾客池或没有购买者，GMV 无法拆解",
+        "this period or the previous one has no pool or no buyers, so there "
+        "is nothing to decompose",
+    ),  # fmt: skip
     "triangle": ("私域三角", "Private-domain triangle"),
     "property_power": ("私域产权力", "Property power"),
     "single_customer_value": ("单客价值度", "Single-customer value"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -234,3 +235,30 @@ def test_sop_list_shows_delivery_and_conversion_within_the_users_scope(
     cb.login(console, "mgr1")  # S001 reads P1, not P3
     mine = cells(console.get("/sops").text, "welcome", attr="data-sop")
     assert mine[2:5] == ["1", "1", "0"] and mine[5].startswith("100.0%<br>"), mine
+
+
+def test_the_default_period_ends_with_the_orders_not_a_later_friendship(
+    console: TestClient, settings: Settings, tmp_path: Path
+) -> None:
+    """A WeCom friendship made weeks after the last order (the demo's live day does this) must
+    not open the overview on a month without sales."""
+    from tests.factories import run_import, write_dir
+
+    later = ("kind,id_type,id_value,staff_id,group_id,channel_id,created_at,ended_at\n"
+             "wecom_friend,external_userid,e9,G1,,C1,2025-09-15 10:00,\n")  # fmt: skip
+    run_import(settings, write_dir(tmp_path / "later", {"connections.csv": later}))
+    cb.login(console, "ops")
+    page = console.get("/")
+    assert page.status_code == 200
+    # the last order (O5) is on 2025-08-01: the 30 days [07-03, 08-02), with their GMV
+    assert 'value="2025-07-03"' in page.text and 'value="2025-08-02"' in page.text
+    assert "¥0.00" not in page.text.split("GMV", 1)[1][:400]
+
+
+def test_a_period_without_sales_says_why_in_the_users_language(console: TestClient) -> None:
+    cb.login(console, "ops")
+    page = console.get("/", params={"from": "2024-01-01", "to": "2024-02-01"})
+    assert page.status_code == 200
+    shown = re.search(r'data-testid="not-comparable"[^>]*>([^<]*)<', page.text)
+    assert shown is not None
+    assert shown.group(1) == "无法对比: 本期或上期没有顾客池或没有购买者，GMV 无法拆解"
