@@ -113,6 +113,12 @@ ORDER_MEASURES = {
     "orders.amount": ("sum(o.amount_fen - o.refund_fen)", "0"),
     "orders.days_since_last": ("datediff('day', local_day(max(o.created_at)), $to_day)", None),
 }
+# The same measures over every paid order before $end, from customer_orders.sql's columns.
+SUMMARY_MEASURES = {
+    "orders.count": "coalesce({alias}.paid_orders, 0)",
+    "orders.amount": "coalesce({alias}.paid_net, 0)",
+    "orders.days_since_last": "datediff('day', local_day({alias}.last_paid_at), $to_day)",
+}
 INTERACTION_MEASURES = {
     "interactions.count": ("count(*)", "0"),
     "interactions.days_since_last": (
@@ -139,6 +145,7 @@ class _Builder:
     ctes: dict[str, str] = field(default_factory=dict)  # name -> body, in order
     joins: list[str] = field(default_factory=list)
     snapshot: bool = False  # read SNAPSHOT_COLUMNS fields from the daily snapshot
+    swap: tuple[tuple[str, str], ...] = ()  # customer_orders from the order summary (composed)
 
     def bind(self, value: Any) -> str:
         name = f"v{len(self.params) + 1}"
@@ -156,11 +163,15 @@ class _Builder:
         return self.joined(f"leaf_{len(self.ctes) + 1}", body)
 
 
-def compile_rule(rule: Node, *, snapshot: bool = False) -> Compiled:
+def compile_rule(
+    rule: Node, *, snapshot: bool = False, swap: tuple[tuple[str, str], ...] = ()
+) -> Compiled:
     """One statement selecting the rule's members (the caller binds $brand_id, $end, $to_day
     and the SPEC constants with the returned params). `snapshot`: the daily snapshot of
-    `$to_day` is fresh for `$end`, read per-customer attributes from it."""
-    b = _Builder(snapshot=snapshot)
+    `$to_day` is fresh for `$end`, read per-customer attributes from it. `swap`: read the
+    per-customer order figures from the warehouse's order summary (siyu.warehouse.
+    order_summary.swap_for), for the definition files and the order leaves it answers."""
+    b = _Builder(snapshot=snapshot, swap=swap)
     where = _node(rule, b)
     with_ = ""
     if b.ctes:
@@ -192,7 +203,7 @@ def _leaf(leaf: Leaf, b: _Builder) -> str:
         return _compare(f"{alias}.{SNAPSHOT_COLUMNS[name]}", leaf, b)
     if name in ATTRIBUTES:
         file, column = ATTRIBUTES[name]
-        alias = b.joined(file, composed(SQL_PACKAGE, file))
+        alias = b.joined(file, composed(SQL_PACKAGE, file, b.swap))
         return _compare(f"{alias}.{column}", leaf, b)
     if name in SETS:
         return _set(name, leaf, b)
@@ -269,6 +280,10 @@ def _window(leaf: Leaf, b: _Builder, alias: str) -> list[str]:
 def _orders(leaf: Leaf, b: _Builder) -> str:
     measure, missing = ORDER_MEASURES[leaf.field.name]
     o = leaf.options
+    if b.swap and not o:  # every paid order before $end: the order summary has the figure
+        alias = b.joined("customer_orders", composed(SQL_PACKAGE, "customer_orders", b.swap))
+        value = SUMMARY_MEASURES[leaf.field.name].format(alias=alias)
+        return _compare(value, leaf, b)
     where = ["o.paid", *_window(leaf, b, "o")]
     if "platform" in o:
         where.append(f"list_contains({b.bind(o['platform'])}, o.platform)")

@@ -22,6 +22,7 @@ from siyu.metrics.scope import Scope, install
 from siyu.pii import mask_name, mask_phone
 from siyu.segments.compiler import Compiled, compile_rule
 from siyu.segments.rules import Node
+from siyu.warehouse import order_summary
 from siyu.warehouse.duck import run
 
 # What a preview or an export shows of each member (PII masked unless asked otherwise). Names
@@ -78,13 +79,16 @@ def prepare(
     as_of: datetime,
     constants: Constants,
     use_snapshot: bool = True,
+    use_summary: bool = True,
 ) -> Evaluation:
-    """`use_snapshot=False` always computes the attributes live (for comparing both ways)."""
+    """`use_snapshot=False` always computes the attributes live, `use_summary=False` every
+    order figure from the orders rather than the warehouse's order summary (for comparing)."""
     install(con, scope)
     day = None
     if use_snapshot:
         day = fresh_snapshot(con, scope=scope, at=as_of, constants=constants)
-    compiled = compile_rule(rule, snapshot=day is not None)
+    swap = order_summary.swap_for(con, scope) if use_summary else ()
+    compiled = compile_rule(rule, snapshot=day is not None, swap=swap)
     params: dict[str, Any] = {
         "brand_id": scope.brand_id,
         "end": as_of,
