@@ -37,7 +37,6 @@ from siyu.metrics.report import (
     VALUE_LAYERS,
 )
 from siyu.metrics.scope import Scope, install
-from siyu.warehouse import order_summary
 from siyu.warehouse.duck import composed, run
 from siyu.warehouse.sync import changed_at
 
@@ -135,20 +134,12 @@ def as_of_day(at: datetime, timezone: str) -> date | None:
 
 
 def write_snapshot(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    scope: Scope,
-    as_of: date,
-    constants: Constants,
-    use_summary: bool = True,
+    con: duckdb.DuckDBPyConnection, *, scope: Scope, as_of: date, constants: Constants
 ) -> int:
     """Compute every customer's attributes as of `as_of` and store them (replacing a snapshot
-    of the same day); the number of customers written. Per-customer order figures come from
-    the warehouse's order summary when it can serve the scope (siyu.warehouse.order_summary;
-    the same values), unless `use_summary` is False (for comparing both ways)."""
+    of the same day); the number of customers written."""
     ensure_table(con)
     install(con, scope)
-    swap = order_summary.swap_for(con, scope) if use_summary else ()
     params: dict[str, Any] = {
         "brand_id": scope.brand_id,
         "as_of": as_of,
@@ -167,7 +158,7 @@ def write_snapshot(
             con,
             f"INSERT INTO {SNAPSHOT} (brand_id, as_of, customer_id, {names}) "
             f"SELECT $brand_id, $as_of, customer_id, {names} "
-            f"FROM (\n{composed(SQL_PACKAGE, 'customer_attributes', swap)}\n)",
+            f"FROM (\n{composed(SQL_PACKAGE, 'customer_attributes')}\n)",
             params,
         )
         con.execute(

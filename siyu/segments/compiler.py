@@ -8,7 +8,10 @@ them, so a segment and the daily snapshot can never disagree on a definition. Wh
 snapshot of the as-of day is known to hold exactly those values (siyu.lifecycle.service.
 fresh_snapshot), lifecycle, RFM and quadrant are read from it instead (`snapshot=True`). Value
 layers are not: the snapshot only has the customers lifecycle knows at `$end`, and a customer
-first seen later can still be "active" through an interaction.
+first seen later can still be "active" through an interaction. When the warehouse's per-customer
+order summary serves the rule (siyu.warehouse.order_summary), lifecycle, RFM and order leaves
+without options (every paid order before `$end`) read it instead of aggregating every order;
+order leaves with a window, platform, store or product still read the orders.
 
 Values only ever reach the SQL as bound parameters ($v1, $v2, …). Column names, tables and
 operators come from the tables in this module, keyed by names the parser has already checked.
@@ -27,7 +30,8 @@ from typing import Any
 from siyu.lifecycle.service import SNAPSHOT
 from siyu.metrics.report import SQL_PACKAGE
 from siyu.segments.rules import All, AnyOf, Leaf, Node, Not
-from siyu.warehouse.duck import composed
+from siyu.warehouse import order_summary
+from siyu.warehouse.duck import composed, sql_file
 
 ACTIVE = "cn.created_at <= $end AND (cn.ended_at IS NULL OR cn.ended_at > $end)"
 
@@ -113,7 +117,7 @@ ORDER_MEASURES = {
     "orders.amount": ("sum(o.amount_fen - o.refund_fen)", "0"),
     "orders.days_since_last": ("datediff('day', local_day(max(o.created_at)), $to_day)", None),
 }
-# The same measures over every paid order before $end, from customer_orders.sql's columns.
+# The same measures over every paid order before $end, from customer_orders_lifetime.sql.
 SUMMARY_MEASURES = {
     "orders.count": "coalesce({alias}.paid_orders, 0)",
     "orders.amount": "coalesce({alias}.paid_net, 0)",
@@ -145,7 +149,7 @@ class _Builder:
     ctes: dict[str, str] = field(default_factory=dict)  # name -> body, in order
     joins: list[str] = field(default_factory=list)
     snapshot: bool = False  # read SNAPSHOT_COLUMNS fields from the daily snapshot
-    swap: tuple[tuple[str, str], ...] = ()  # customer_orders from the order summary (composed)
+    summary: bool = False  # lifetime order figures from the warehouse's order summary
 
     def bind(self, value: Any) -> str:
         name = f"v{len(self.params) + 1}"
@@ -163,15 +167,13 @@ class _Builder:
         return self.joined(f"leaf_{len(self.ctes) + 1}", body)
 
 
-def compile_rule(
-    rule: Node, *, snapshot: bool = False, swap: tuple[tuple[str, str], ...] = ()
-) -> Compiled:
+def compile_rule(rule: Node, *, snapshot: bool = False, summary: bool = False) -> Compiled:
     """One statement selecting the rule's members (the caller binds $brand_id, $end, $to_day
     and the SPEC constants with the returned params). `snapshot`: the daily snapshot of
-    `$to_day` is fresh for `$end`, read per-customer attributes from it. `swap`: read the
-    per-customer order figures from the warehouse's order summary (siyu.warehouse.
-    order_summary.swap_for), for the definition files and the order leaves it answers."""
-    b = _Builder(snapshot=snapshot, swap=swap)
+    `$to_day` is fresh for `$end`, read per-customer attributes from it. `summary`: the
+    warehouse's order summary serves the scope (siyu.warehouse.order_summary.usable), read the
+    figures over all paid orders from it — lifecycle, RFM, and order leaves without options."""
+    b = _Builder(snapshot=snapshot, summary=summary)
     where = _node(rule, b)
     with_ = ""
     if b.ctes:
@@ -203,7 +205,10 @@ def _leaf(leaf: Leaf, b: _Builder) -> str:
         return _compare(f"{alias}.{SNAPSHOT_COLUMNS[name]}", leaf, b)
     if name in ATTRIBUTES:
         file, column = ATTRIBUTES[name]
-        alias = b.joined(file, composed(SQL_PACKAGE, file, b.swap))
+        lifetime = b.summary and file in order_summary.LIFETIME_FILES
+        alias = b.joined(
+            file, composed(SQL_PACKAGE, file, order_summary.LIFETIME if lifetime else ())
+        )
         return _compare(f"{alias}.{column}", leaf, b)
     if name in SETS:
         return _set(name, leaf, b)
@@ -280,8 +285,8 @@ def _window(leaf: Leaf, b: _Builder, alias: str) -> list[str]:
 def _orders(leaf: Leaf, b: _Builder) -> str:
     measure, missing = ORDER_MEASURES[leaf.field.name]
     o = leaf.options
-    if b.swap and not o:  # every paid order before $end: the order summary has the figure
-        alias = b.joined("customer_orders", composed(SQL_PACKAGE, "customer_orders", b.swap))
+    if b.summary and not o:  # every paid order before $end: the order summary has the figure
+        alias = b.joined("order_lifetime", sql_file(SQL_PACKAGE, "customer_orders_lifetime"))
         value = SUMMARY_MEASURES[leaf.field.name].format(alias=alias)
         return _compare(value, leaf, b)
     where = ["o.paid", *_window(leaf, b, "o")]

@@ -79,16 +79,21 @@ def prepare(
     as_of: datetime,
     constants: Constants,
     use_snapshot: bool = True,
-    use_summary: bool = True,
+    use_summary: bool | None = None,
 ) -> Evaluation:
-    """`use_snapshot=False` always computes the attributes live, `use_summary=False` every
-    order figure from the orders rather than the warehouse's order summary (for comparing)."""
+    """`use_snapshot=False` always computes the attributes live. Figures over all paid orders
+    come from the warehouse's order summary when it can serve the scope and pays off as of
+    `as_of` (`use_summary=None`), whenever it can serve the scope (True), or never (False):
+    the same members every way."""
     install(con, scope)
     day = None
     if use_snapshot:
         day = fresh_snapshot(con, scope=scope, at=as_of, constants=constants)
-    swap = order_summary.swap_for(con, scope) if use_summary else ()
-    compiled = compile_rule(rule, snapshot=day is not None, swap=swap)
+    if use_summary is None:
+        summary = order_summary.pays_off(con, scope, as_of)
+    else:
+        summary = use_summary and order_summary.usable(con, scope)
+    compiled = compile_rule(rule, snapshot=day is not None, summary=summary)
     params: dict[str, Any] = {
         "brand_id": scope.brand_id,
         "end": as_of,

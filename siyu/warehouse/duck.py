@@ -49,8 +49,8 @@ def composed(package: str, name: str, swap: tuple[tuple[str, str], ...] = ()) ->
     own inner WITH stays nested in its CTE, so CTE names inside different files never clash.
 
     `swap` pairs (used, instead): the CTE named `used` gets the text of `instead.sql`, a file
-    giving the same columns another way (customer_orders from the warehouse's maintained
-    per-customer order summary, siyu.warehouse.order_summary).
+    giving the columns its readers need another way (customer_orders' lifetime columns from the
+    warehouse's per-customer order summary, siyu.warehouse.order_summary).
     """
     text = sql_file(package, name)
     instead = dict(swap)

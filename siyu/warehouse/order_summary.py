@@ -7,15 +7,20 @@ the rows of the customers whose orders it touched (orders re-read since the last
 owners before and after; orders re-keyed by a merge or an unmerge, both sides) and rebuilds it
 whole when it copies the orders whole.
 
-siyu/metrics/sql/customer_orders_summary.sql turns it into exactly what customer_orders.sql
-computes from every order as of `to`: the lifetime figures less the paid orders from `to` on,
-and the trailing windows from the orders inside them only. The summary is read only for an
-unfiltered scope (a store or channel filter narrows the orders it would have to count) and only
-once a sync has built it for the brand (`ready`): a warehouse written some other way (bench
-data, an older version's file before its first sync) is read from the orders.
+siyu/metrics/sql/customer_orders_lifetime.sql turns it into exactly customer_orders.sql's lifetime
+columns as of `to` (less the paid orders from `to` on), for the files that read nothing else
+(`LIFETIME_FILES`) and for segment leaves on all paid orders. The trailing windows (orders in the
+last 30/90/365 days) cannot come from it exactly without reading the orders inside them, and
+aggregating those costs as much as aggregating every order (bench/RESULTS.md), so the daily pass
+keeps reading customer_orders.sql. The summary is read only for an unfiltered scope (a store or
+channel filter narrows the orders) and once a sync has built it for the brand (`usable`): a
+warehouse written some other way (bench data, an older version's file before its first sync) is
+read from the orders.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import duckdb
 
@@ -24,9 +29,14 @@ from siyu.metrics.scope import ORDER_FLAGS, Scope
 TABLE = "customer_order_summary"
 STATE = "_order_summary_state"  # a row per brand whose summary a sync has built
 DIRTY = "_order_summary_dirty"  # temp: customers whose rows this sync recomputes
-# customer_orders.sql, and the file giving its columns from this summary (siyu.warehouse.duck.
-# composed `swap`).
-SWAP = (("customer_orders", "customer_orders_summary"),)
+# customer_orders.sql's lifetime columns from the summary (siyu.warehouse.duck.composed `swap`),
+# and the definition files that read only those columns of it.
+LIFETIME = (("customer_orders", "customer_orders_lifetime"),)
+LIFETIME_FILES = ("lifecycle_stage", "rfm")
+# As of a day with more of the orders after it than this, the orders are read instead: the
+# customers who ordered again since need their own orders looked through (bench/segments.py:
+# 12.5 % after the instant made the summary slower than the orders, none made it 2-10x faster).
+LATE_SHARE = 0.01
 
 _AGGREGATE = (
     "SELECT brand_id, customer_id, "
@@ -67,10 +77,22 @@ def ready(con: duckdb.DuckDBPyConnection, brand_id: int) -> bool:
     return bool(row and row[0])
 
 
-def swap_for(con: duckdb.DuckDBPyConnection, scope: Scope) -> tuple[tuple[str, str], ...]:
-    """The `composed` swap that reads customer_orders from the summary, when it can be read for
-    `scope`; () otherwise (customer_orders.sql over the orders)."""
-    return SWAP if not scope.filtered and ready(con, scope.brand_id) else ()
+def usable(con: duckdb.DuckDBPyConnection, scope: Scope) -> bool:
+    """Whether the summary can serve `scope`: unfiltered, and built by a sync for its brand."""
+    return not scope.filtered and ready(con, scope.brand_id)
+
+
+def pays_off(con: duckdb.DuckDBPyConnection, scope: Scope, at: datetime) -> bool:
+    """Whether reading the summary as of `at` is worth it: usable, and at most `LATE_SHARE` of
+    the brand's orders lie at or after `at` (each customer with one needs their own orders
+    looked through; as of today there are next to none). Either way gives the same figures."""
+    if not usable(con, scope):
+        return False
+    row = con.execute(
+        "SELECT count(*) FILTER (WHERE created_at >= ?), count(*) FROM orders WHERE brand_id = ?",
+        [at, scope.brand_id],
+    ).fetchone()
+    return bool(row) and row[0] <= LATE_SHARE * row[1]
 
 
 def rebuild(con: duckdb.DuckDBPyConnection, brand_id: int) -> None:

@@ -1,19 +1,18 @@
 """The warehouse's per-customer order summary stays exact through incremental syncs, and what is
-read from it — customer_orders, the daily attribute snapshot, segment order leaves — equals what
+read from it — customer_orders' lifetime columns, lifecycle and RFM, segment leaves — equals what
 the orders give, as of instants before, inside and after the orders: after an import, a refund
-and a late order, a merge, an unmerge and an erasure, on SQLite and PostgreSQL (the lifecycle
-brand of tests/lifecycle/brand.py)."""
+and a late order, a merge, an unmerge, a relink and an erasure, on SQLite and PostgreSQL (the
+lifecycle brand of tests/lifecycle/brand.py)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from siyu.config import Settings
 from siyu.identity import service as identity
-from siyu.lifecycle import service as lifecycle
 from siyu.metrics.constants import Constants
 from siyu.metrics.report import SQL_PACKAGE
 from siyu.metrics.scope import Scope, install
@@ -22,7 +21,7 @@ from siyu.runtime import open_brand
 from siyu.segments import evaluate
 from siyu.segments.rules import parse
 from siyu.warehouse import duck, order_summary
-from siyu.warehouse.duck import composed, run
+from siyu.warehouse.duck import composed, run, sql_file
 from siyu.warehouse.service import Warehouse, open_synced
 from siyu.warehouse.sync import sync
 from tests.factories import run_import, write_dir
@@ -38,7 +37,6 @@ INSTANTS = [
     datetime(2025, 8, 1, tzinfo=TZ),
     datetime(2026, 3, 1, tzinfo=TZ),
 ]
-DAYS = [date(2025, 7, 2), date(2025, 8, 1), date(2025, 11, 1)]
 # The defaults, and windows so short that a customer who orders again after the instant has
 # nothing in them (their last paid order before it is then looked up among the older orders).
 CONSTANTS = [
@@ -100,21 +98,25 @@ def check(settings: Settings) -> Warehouse:
         [b],
     ).fetchall()
     assert held == con.execute(EXPECTED_SUMMARY, [b]).fetchall()
-    assert order_summary.swap_for(con, scope) == order_summary.SWAP
+    assert order_summary.usable(con, scope)
     install(con, scope)
-    from_orders = composed(SQL_PACKAGE, "customer_orders")
-    from_summary = composed(SQL_PACKAGE, "customer_orders", order_summary.SWAP)
+    lifetime = "customer_id, first_order_at, paid_orders, last_paid_at, paid_net"
+    pairs = [
+        (
+            f"SELECT {lifetime} FROM ({composed(SQL_PACKAGE, 'customer_orders')})",
+            f"SELECT {lifetime} FROM ({sql_file(SQL_PACKAGE, 'customer_orders_lifetime')})",
+        ),
+        *(
+            (composed(SQL_PACKAGE, f), composed(SQL_PACKAGE, f, order_summary.LIFETIME))
+            for f in order_summary.LIFETIME_FILES
+        ),
+    ]
     for constants in CONSTANTS:
         for at in INSTANTS:
-            params = {
-                "brand_id": b,
-                "end": at,
-                "to_day": at.date(),
-                **constants.params(),
-            }
-            want = _sorted(run(con, from_orders, params).fetchall())
-            assert want, at  # every instant sees the brand's customers with orders
-            assert _sorted(run(con, from_summary, params).fetchall()) == want, (at, constants)
+            params = {"brand_id": b, "end": at, "to_day": at.date(), **constants.params()}
+            for from_orders, from_summary in pairs:
+                want = _sorted(run(con, from_orders, params).fetchall())
+                assert _sorted(run(con, from_summary, params).fetchall()) == want, (at, constants)
             for rule in RULES:
                 got = []
                 for summary in (True, False):
@@ -124,21 +126,6 @@ def check(settings: Settings) -> Warehouse:
                     )  # fmt: skip
                     got.append(list(evaluate.member_ids(con, ev)))
                 assert got[0] == got[1], (rule, at)
-    for day in DAYS:
-        snapshots = []
-        for summary in (True, False):
-            lifecycle.write_snapshot(
-                con, scope=scope, as_of=day, constants=Constants(), use_summary=summary
-            )
-            snapshots.append(
-                con.execute(
-                    f"SELECT * EXCLUDE (as_of) FROM {lifecycle.SNAPSHOT} "
-                    "WHERE brand_id = ? AND as_of = ? ORDER BY customer_id",
-                    [b, day],
-                ).fetchall()
-            )
-        assert snapshots[0] == snapshots[1], day
-        assert snapshots[0]
     return wh
 
 
@@ -262,11 +249,14 @@ def test_summary_is_not_read_for_a_filtered_scope_or_before_a_sync_built_it(
     wh = open_synced(settings)
     try:
         b = wh.brand_id
-        assert order_summary.swap_for(wh.con, Scope(b, settings.timezone)) == order_summary.SWAP
-        assert order_summary.swap_for(wh.con, Scope(b, settings.timezone, store_ids=(1,))) == ()
-        assert order_summary.swap_for(wh.con, Scope(b + 1, settings.timezone)) == ()
+        assert order_summary.usable(wh.con, Scope(b, settings.timezone))
+        assert not order_summary.usable(wh.con, Scope(b, settings.timezone, store_ids=(1,)))
+        assert not order_summary.usable(wh.con, Scope(b + 1, settings.timezone))
+        # Worth reading as of an instant with (almost) every order before it, not earlier.
+        assert order_summary.pays_off(wh.con, Scope(b, settings.timezone), INSTANTS[-1])
+        assert not order_summary.pays_off(wh.con, Scope(b, settings.timezone), INSTANTS[-2])
         wh.con.execute(f"DELETE FROM {order_summary.STATE}")
-        assert order_summary.swap_for(wh.con, Scope(b, settings.timezone)) == ()
+        assert not order_summary.usable(wh.con, Scope(b, settings.timezone))
     finally:
         wh.con.close()
     wh = open_synced(settings)  # the next sync builds it again
