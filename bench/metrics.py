@@ -56,7 +56,7 @@ def generate(con, customers: int, orders: int) -> None:  # type: ignore[no-untyp
         "INSERT INTO channels SELECT i, 1, 'C' || i, 'channel ' || i, 'ads' FROM range(1, 9) t(i)"
     )
     con.execute(
-        f"INSERT INTO customers SELECT i, 1, {T0}, NULL, NULL, NULL, NULL, NULL "
+        f"INSERT INTO customers SELECT i, 1, {T0}, NULL, NULL, NULL, NULL, NULL, NULL "
         f"FROM range(1, {n + 1}) t(i)"
     )
     # One WeCom friendship per customer, a group membership for one in five; 15 % ended.
@@ -115,7 +115,7 @@ def generate(con, customers: int, orders: int) -> None:  # type: ignore[no-untyp
         f"1 + {h('i', 22)} % {n} FROM range(1, {n // 200 + 1}) t(i)"
     )
     con.execute(
-        "INSERT INTO identifiers VALUES (1, 1, 'phone', '+8613800000000', NULL, 'quarantined')"
+        "INSERT INTO identifiers VALUES (1, 1, 'phone', '+8613800000000', NULL, NULL, 'quarantined')"
     )
 
 

@@ -41,6 +41,15 @@ class Scope:
         return self.store_ids is not None or self.channel_id is not None
 
 
+# An order's net refund and its two states (DATA_FORMAT.md): cancelled, and paid (not cancelled
+# and not refunded in full). Also read by the warehouse's per-customer order summary
+# (siyu.warehouse.order_summary), so both count the same orders.
+ORDER_FLAGS = (
+    "coalesce(refund_fen, 0) AS refund_fen, status, status = 'cancelled' AS cancelled, "
+    "status <> 'cancelled' AND coalesce(refund_fen, 0) < amount_fen AS paid"
+)
+
+
 def _ids(values: tuple[int, ...]) -> str:
     return ", ".join(str(int(v)) for v in values) or "NULL"
 
@@ -94,9 +103,7 @@ def install(con: duckdb.DuckDBPyConnection, scope: Scope) -> None:
     )
     con.execute(
         "CREATE OR REPLACE TEMP VIEW v_orders AS SELECT id, customer_id, store_id, platform, "
-        "created_at, amount_fen, coalesce(refund_fen, 0) AS refund_fen, status, "
-        "status = 'cancelled' AS cancelled, "
-        "status <> 'cancelled' AND coalesce(refund_fen, 0) < amount_fen AS paid "
+        f"created_at, amount_fen, {ORDER_FLAGS} "
         f"FROM orders WHERE brand_id = {b}{where(order_filter)}"
     )
     con.execute(

@@ -8,7 +8,10 @@ them, so a segment and the daily snapshot can never disagree on a definition. Wh
 snapshot of the as-of day is known to hold exactly those values (siyu.lifecycle.service.
 fresh_snapshot), lifecycle, RFM and quadrant are read from it instead (`snapshot=True`). Value
 layers are not: the snapshot only has the customers lifecycle knows at `$end`, and a customer
-first seen later can still be "active" through an interaction.
+first seen later can still be "active" through an interaction. When the warehouse's per-customer
+order summary serves the rule (siyu.warehouse.order_summary), lifecycle, RFM and order leaves
+without options (every paid order before `$end`) read it instead of aggregating every order;
+order leaves with a window, platform, store or product still read the orders.
 
 Values only ever reach the SQL as bound parameters ($v1, $v2, …). Column names, tables and
 operators come from the tables in this module, keyed by names the parser has already checked.
@@ -27,7 +30,8 @@ from typing import Any
 from siyu.lifecycle.service import SNAPSHOT
 from siyu.metrics.report import SQL_PACKAGE
 from siyu.segments.rules import All, AnyOf, Leaf, Node, Not
-from siyu.warehouse.duck import composed
+from siyu.warehouse import order_summary
+from siyu.warehouse.duck import composed, sql_file
 
 ACTIVE = "cn.created_at <= $end AND (cn.ended_at IS NULL OR cn.ended_at > $end)"
 
@@ -113,6 +117,12 @@ ORDER_MEASURES = {
     "orders.amount": ("sum(o.amount_fen - o.refund_fen)", "0"),
     "orders.days_since_last": ("datediff('day', local_day(max(o.created_at)), $to_day)", None),
 }
+# The same measures over every paid order before $end, from customer_orders_lifetime.sql.
+SUMMARY_MEASURES = {
+    "orders.count": "coalesce({alias}.paid_orders, 0)",
+    "orders.amount": "coalesce({alias}.paid_net, 0)",
+    "orders.days_since_last": "datediff('day', local_day({alias}.last_paid_at), $to_day)",
+}
 INTERACTION_MEASURES = {
     "interactions.count": ("count(*)", "0"),
     "interactions.days_since_last": (
@@ -139,6 +149,7 @@ class _Builder:
     ctes: dict[str, str] = field(default_factory=dict)  # name -> body, in order
     joins: list[str] = field(default_factory=list)
     snapshot: bool = False  # read SNAPSHOT_COLUMNS fields from the daily snapshot
+    summary: bool = False  # lifetime order figures from the warehouse's order summary
 
     def bind(self, value: Any) -> str:
         name = f"v{len(self.params) + 1}"
@@ -156,11 +167,13 @@ class _Builder:
         return self.joined(f"leaf_{len(self.ctes) + 1}", body)
 
 
-def compile_rule(rule: Node, *, snapshot: bool = False) -> Compiled:
+def compile_rule(rule: Node, *, snapshot: bool = False, summary: bool = False) -> Compiled:
     """One statement selecting the rule's members (the caller binds $brand_id, $end, $to_day
     and the SPEC constants with the returned params). `snapshot`: the daily snapshot of
-    `$to_day` is fresh for `$end`, read per-customer attributes from it."""
-    b = _Builder(snapshot=snapshot)
+    `$to_day` is fresh for `$end`, read per-customer attributes from it. `summary`: the
+    warehouse's order summary serves the scope (siyu.warehouse.order_summary.usable), read the
+    figures over all paid orders from it — lifecycle, RFM, and order leaves without options."""
+    b = _Builder(snapshot=snapshot, summary=summary)
     where = _node(rule, b)
     with_ = ""
     if b.ctes:
@@ -192,7 +205,10 @@ def _leaf(leaf: Leaf, b: _Builder) -> str:
         return _compare(f"{alias}.{SNAPSHOT_COLUMNS[name]}", leaf, b)
     if name in ATTRIBUTES:
         file, column = ATTRIBUTES[name]
-        alias = b.joined(file, composed(SQL_PACKAGE, file))
+        lifetime = b.summary and file in order_summary.LIFETIME_FILES
+        alias = b.joined(
+            file, composed(SQL_PACKAGE, file, order_summary.LIFETIME if lifetime else ())
+        )
         return _compare(f"{alias}.{column}", leaf, b)
     if name in SETS:
         return _set(name, leaf, b)
@@ -269,6 +285,10 @@ def _window(leaf: Leaf, b: _Builder, alias: str) -> list[str]:
 def _orders(leaf: Leaf, b: _Builder) -> str:
     measure, missing = ORDER_MEASURES[leaf.field.name]
     o = leaf.options
+    if b.summary and not o:  # every paid order before $end: the order summary has the figure
+        alias = b.joined("order_lifetime", sql_file(SQL_PACKAGE, "customer_orders_lifetime"))
+        value = SUMMARY_MEASURES[leaf.field.name].format(alias=alias)
+        return _compare(value, leaf, b)
     where = ["o.paid", *_window(leaf, b, "o")]
     if "platform" in o:
         where.append(f"list_contains({b.bind(o['platform'])}, o.platform)")

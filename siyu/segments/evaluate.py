@@ -22,6 +22,7 @@ from siyu.metrics.scope import Scope, install
 from siyu.pii import mask_name, mask_phone
 from siyu.segments.compiler import Compiled, compile_rule
 from siyu.segments.rules import Node
+from siyu.warehouse import order_summary
 from siyu.warehouse.duck import run
 
 # What a preview or an export shows of each member (PII masked unless asked otherwise). Names
@@ -78,13 +79,21 @@ def prepare(
     as_of: datetime,
     constants: Constants,
     use_snapshot: bool = True,
+    use_summary: bool | None = None,
 ) -> Evaluation:
-    """`use_snapshot=False` always computes the attributes live (for comparing both ways)."""
+    """`use_snapshot=False` always computes the attributes live. Figures over all paid orders
+    come from the warehouse's order summary when it can serve the scope and pays off as of
+    `as_of` (`use_summary=None`), whenever it can serve the scope (True), or never (False):
+    the same members every way."""
     install(con, scope)
     day = None
     if use_snapshot:
         day = fresh_snapshot(con, scope=scope, at=as_of, constants=constants)
-    compiled = compile_rule(rule, snapshot=day is not None)
+    if use_summary is None:
+        summary = order_summary.pays_off(con, scope, as_of)
+    else:
+        summary = use_summary and order_summary.usable(con, scope)
+    compiled = compile_rule(rule, snapshot=day is not None, summary=summary)
     params: dict[str, Any] = {
         "brand_id": scope.brand_id,
         "end": as_of,

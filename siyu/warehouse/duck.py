@@ -39,7 +39,7 @@ def uses(sql: str) -> list[str]:
 
 
 @cache
-def composed(package: str, name: str) -> str:
+def composed(package: str, name: str, swap: tuple[tuple[str, str], ...] = ()) -> str:
     """`<name>.sql` with every file it uses, directly or not, in front of it as CTEs.
 
     This is how one definition feeds another without being written twice: `loyal.sql` counts
@@ -47,12 +47,17 @@ def composed(package: str, name: str) -> str:
     which all read the per-customer order summary `customer_orders.sql`. Every used file appears
     once, in dependency order, so a summary shared by several files is computed once; a file's
     own inner WITH stays nested in its CTE, so CTE names inside different files never clash.
+
+    `swap` pairs (used, instead): the CTE named `used` gets the text of `instead.sql`, a file
+    giving the columns its readers need another way (customer_orders' lifetime columns from the
+    warehouse's per-customer order summary, siyu.warehouse.order_summary).
     """
     text = sql_file(package, name)
-    order = _dependencies(package, name)
+    instead = dict(swap)
+    order = _dependencies(package, name, instead)
     if not order:
         return text
-    ctes = ",\n".join(f"{d} AS (\n{sql_file(package, d)}\n)" for d in order)
+    ctes = ",\n".join(f"{d} AS (\n{sql_file(package, instead.get(d, d))}\n)" for d in order)
     body = _LEADING.sub("", text, count=1)
     head = text[: len(text) - len(body)]
     if re.match(r"WITH\s", body, re.IGNORECASE):
@@ -60,12 +65,12 @@ def composed(package: str, name: str) -> str:
     return f"{head}WITH {ctes}\n{body}"
 
 
-def _dependencies(package: str, name: str) -> list[str]:
+def _dependencies(package: str, name: str, instead: dict[str, str]) -> list[str]:
     """Every file `name` uses, transitively, each once, a file after those it uses."""
     order: list[str] = []
 
     def visit(file: str, path: tuple[str, ...]) -> None:
-        for dep in uses(sql_file(package, file)):
+        for dep in uses(sql_file(package, instead.get(file, file))):
             if dep in path:
                 raise ValueError(f"{package} SQL files use each other in a cycle: {dep}")
             if dep not in order:

@@ -37,6 +37,7 @@ except ImportError:  # DuckDB before 1.4
 from sqlalchemy import Engine, text
 
 from siyu import pii
+from siyu.warehouse import order_summary
 from siyu.warehouse.mirrors import MIRRORS, Mirror
 
 BATCH = 200_000
@@ -239,6 +240,14 @@ def _apply(con: duckdb.DuckDBPyConnection, m: Mirror, brand_id: int, whole: bool
     )
 
 
+def _owners_of_batch(brand_id: int) -> str:
+    """The customers owning the orders of the batch in the mirror (as it stands when run)."""
+    return (
+        "SELECT customer_id FROM orders "
+        f"WHERE brand_id = {int(brand_id)} AND id IN (SELECT id FROM _batch)"
+    )
+
+
 def _rekey(con: duckdb.DuckDBPyConnection, brand_id: int) -> dict[str, int]:
     """Facts whose identifier now resolves elsewhere follow it (merges and unmerges); the
     number moved per mirror."""
@@ -292,6 +301,9 @@ def sync(
     con.execute("BEGIN TRANSACTION")
     try:
         rebuilt = ensure_schema(con)
+        order_summary.ensure(con, reset=rebuilt)
+        order_summary.start_marking(con)
+        summary_whole = True
         state = dict(
             con.execute(
                 "SELECT mirror, strftime(read_from, '%Y-%m-%d %H:%M:%S.%f') FROM _sync_state "
@@ -312,7 +324,13 @@ def sync(
             result.rows[m.name] = _copy(con, engine, m, brand_id, since)
             if whole_run or _differs(con, m, brand_id, whole):
                 result.changed.add(m.name)
+            if m.name == "orders" and not whole:  # the re-read orders' owners, before and after
+                order_summary.mark(con, _owners_of_batch(brand_id))
             _apply(con, m, brand_id, whole)
+            if m.name == "orders":
+                summary_whole = whole
+                if not whole:
+                    order_summary.mark(con, _owners_of_batch(brand_id))
             if m.name == "identifiers" and not whole:
                 con.execute(
                     "CREATE OR REPLACE TEMP TABLE _changed_identifiers AS "
@@ -323,15 +341,27 @@ def sync(
                 [m.name, brand_id, now, now],
             )
         if not whole_run and "identifiers" in state:
+            order_summary.mark(  # orders about to follow an identifier: their old owners …
+                con,
+                f"SELECT o.customer_id FROM orders o JOIN _changed_identifiers c "
+                f"ON c.id_type = o.id_type AND c.value = o.id_value "
+                f"WHERE o.brand_id = {int(brand_id)}",
+            )
+            order_summary.mark(con, "SELECT customer_id FROM _changed_identifiers")  # … new ones
             moved = _rekey(con, brand_id)
             result.rekeyed = sum(moved.values())
             result.changed.update(name for name, n in moved.items() if n)
+        if summary_whole or not order_summary.ready(con, brand_id):
+            order_summary.rebuild(con, brand_id)
+        else:
+            order_summary.refresh(con, brand_id)
         for name in sorted(result.changed):
             con.execute(
                 "INSERT OR REPLACE INTO _mirror_changes VALUES (?, ?, ?)", [name, brand_id, now]
             )
         con.execute("DROP TABLE IF EXISTS _batch")
         con.execute("DROP TABLE IF EXISTS _changed_identifiers")
+        con.execute(f"DROP TABLE IF EXISTS {order_summary.DIRTY}")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
