@@ -180,23 +180,11 @@ def test_summary_stays_exact_through_refunds_merges_unmerges_and_an_erasure(
 
     # Unmerged, and merged again in the same import that changes both people's orders: the
     # re-read orders arrive already keyed to the survivor, and the other customer loses them.
-    engine, brand_id = open_brand(settings)
-    try:
-        identity.unmerge(
-            engine, brand_id=brand_id, id_type="unionid", value="U2", k_guard=settings.k_guard
-        )
-    finally:
-        engine.dispose()
+    _u2(settings, identity.unmerge)
     wh = check(settings)
     assert _owner(wh, "g30") != _owner(wh, "o31")
     wh.con.close()
-    engine, brand_id = open_brand(settings)
-    try:
-        identity.relink(
-            engine, brand_id=brand_id, id_type="unionid", value="U2", k_guard=settings.k_guard
-        )
-    finally:
-        engine.dispose()
+    _u2(settings, identity.relink)
     both = {
         "orders.csv": brand.FILES["orders.csv"]
         .replace(
@@ -214,13 +202,7 @@ def test_summary_stays_exact_through_refunds_merges_unmerges_and_an_erasure(
     assert _owner(wh, "g30") == _owner(wh, "o31") and _paid(wh, "g30") == 3
     wh.con.close()
 
-    engine, brand_id = open_brand(settings)
-    try:
-        identity.unmerge(
-            engine, brand_id=brand_id, id_type="unionid", value="U2", k_guard=settings.k_guard
-        )
-    finally:
-        engine.dispose()
+    _u2(settings, identity.unmerge)
     wh = check(settings)
     assert _owner(wh, "g30") != _owner(wh, "o31")
     assert (_paid(wh, "g30"), _paid(wh, "o31")) == (2, 1)
@@ -264,3 +246,12 @@ def test_summary_is_not_read_for_a_filtered_scope_or_before_a_sync_built_it(
         assert order_summary.ready(wh.con, wh.brand_id)
     finally:
         wh.con.close()
+
+
+def _u2(settings: Settings, change: Any) -> None:
+    """Unmerge or relink unionid U2, as `siyu identity unmerge|relink` does."""
+    engine, brand_id = open_brand(settings)
+    try:
+        change(engine, brand_id=brand_id, id_type="unionid", value="U2", k_guard=settings.k_guard)
+    finally:
+        engine.dispose()
