@@ -63,7 +63,7 @@ class CustomerView:
 
 def resolve_key_or_raise(conn: Connection, *, brand_id: int, key: str) -> tuple[int, int | None]:
     """(live customer id, the merged-away id asked for or None) for an id or `type:value`."""
-    if key.isdigit():
+    if key.isascii() and key.isdigit():
         if len(key) > 18:  # beyond any BIGINT id
             raise CustomerNotFound(f"no customer {key}")
         asked = int(key)
@@ -108,7 +108,7 @@ def resolve_keys(
     ring = pii.keyring(conn)
     for n, (_where, key) in enumerate(keys):
         key = key.strip()
-        if key.isdigit():
+        if key.isascii() and key.isdigit():
             rows.append((n, int(key), None, None))
             continue
         try:
@@ -445,7 +445,7 @@ def search(
         clauses.append(("identifier", "SELECT customer_id AS cid FROM identifier WHERE brand_id = :b "
                         "AND id_type = :t AND value = :v"))  # fmt: skip
     else:
-        if digits.isdigit():
+        if digits.isascii() and digits.isdigit():
             if len(digits) <= 10:
                 params["cid"] = int(digits)
                 clauses.append(

@@ -184,7 +184,7 @@ def _resolve(
     by_id: dict[int, list[str]] = defaultdict(list)
     by_value: dict[tuple[str, str], list[str]] = defaultdict(list)
     for key in keys:
-        if key.isdigit():
+        if key.isascii() and key.isdigit():
             if len(key) > 18:
                 why[key] = f"no customer {key}"
             else:

@@ -189,7 +189,7 @@ def _reach(
             who = f"group:{chat}"
         else:
             who, occ = rest.split(":", 1)
-        if within is not None and (not who.isdigit() or int(who) not in within):
+        if within is not None and (not (who.isascii() and who.isdigit()) or int(who) not in within):
             continue
         reached.add((who, occ))
         if status == "sent":

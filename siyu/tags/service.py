@@ -110,7 +110,7 @@ def find_tag(conn: Connection, *, brand_id: int, ref: str, field: str = "TAG") -
     """A tag by id, by name (when one group has it) or by GROUP/NAME."""
     ref = ref.strip()
     rows = []
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit():
         rows = list(
             conn.execute(text(_TAG_COLS + " AND t.id = :i"), {"b": brand_id, "i": int(ref)})
         )

@@ -52,6 +52,8 @@ def test_search_and_360_are_audited_as_the_integration(api, settings: Settings) 
         ("/api/v1/customers/phone:13999999999", {}, 404, "key"),
         ("/api/v1/customers/999", {}, 404, "key"),
         ("/api/v1/customers/99999999999999999999", {}, 404, "key"),  # found by test_fuzz.py
+        ("/api/v1/customers/²", {}, 404, "key"),  # a Unicode digit int() refuses (test_fuzz.py)
+        ("/api/v1/customers/²/export", {}, 404, "key"),
         ("/api/v1/channels", {"offset": 2**63}, 422, "offset"),
         ("/api/v1/customers", {"q": "王\x00"}, 422, "q"),  # PostgreSQL text cannot hold NUL
         ("/api/v1/customers/fax:1", {}, 404, "key"),
@@ -65,6 +67,16 @@ def test_bad_requests_name_the_field(api, url, params, status, field) -> None:  
     client, auth = api
     r = client.get(url, params=params, headers=auth)
     assert r.status_code == status and r.json()["error"]["field"] == field, r.text
+
+
+def test_unicode_digits_are_not_customer_ids(api) -> None:  # type: ignore[no-untyped-def]
+    client, auth = api
+    r = client.get("/api/v1/customers", params={"q": "²³"}, headers=auth)
+    assert r.status_code == 200 and r.json()["items"] == []
+    event = {"type": "coupon.used", "idempotency_key": "u1", "customer": "٣",
+             "occurred_at": "2025-07-20T09:00:00"}  # fmt: skip
+    r = client.post("/api/v1/events", json=event, headers=auth)
+    assert r.status_code == 200 and r.json()["results"][0]["field"] == "events[0].customer"
 
 
 def test_directory_lists_page_with_a_total(api) -> None:  # type: ignore[no-untyped-def]
