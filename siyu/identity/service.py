@@ -270,12 +270,27 @@ def _load_brand(conn: Connection, brand_id: int) -> _Graph:
         brand_id=brand_id,
         ncols=3,
     )
+    # Each statement reads what is committed when it runs (PostgreSQL's READ COMMITTED): a
+    # record another process committed after the records were read (a WeCom event, an API
+    # ingest) can show up among the pairs. Such pairs wait for the next pass, which reads that
+    # record as changed since this one began (less OVERLAP).
+    seen = _known(rec_id, pair_rec) & _known(ident_id, pair_ident)
+    if not seen.all():
+        pair_rec, pair_ident = pair_rec[seen], pair_ident[seen]
     empty = np.zeros(0, dtype=np.int64)
     return _Graph(
         rec_id, rec_cust, rec_first, rec_src, sources, pair_rec, pair_ident,
         ident_id, ident_cust, ident_before, _overridden(conn, brand_id, ident_id),
         empty, empty, empty,
     )  # fmt: skip
+
+
+def _known(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Which of `values` are in the sorted array `ids`."""
+    at = np.searchsorted(ids, values)
+    found = at < len(ids)
+    found[found] = ids[at[found]] == values[found]
+    return found
 
 
 def _load_scope(conn: Connection, brand_id: int) -> _Graph:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from siyu.config import Settings
@@ -151,3 +152,29 @@ def test_facts_naming_unknown_identifiers_create_customers(
     summary = run_import(settings, d)
     assert summary.identity is not None and summary.identity.customers == 1  # anonymous stays so
     assert customer_of(settings, "tmall_nick:newbie") > 0
+
+
+def test_a_full_pass_ignores_a_record_committed_while_it_was_reading(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL reads each statement as committed when it runs: a WeCom event or an API ingest
+    committed between the pass's read of records and its read of pairs shows up only among the
+    pairs. The pass must resolve the rest (the next one takes that record), not crash."""
+    d = write_dir(tmp_path / "in", {"records.csv": RECORDS + "A,pos,13800138000,,M1,\n"
+                                                          "B,mp,13800138000,U1,,\n"})  # fmt: skip
+    run_import(settings, d)
+    real = identity_service.fetch_int_columns
+
+    def pairs_see_a_late_record(conn, sql, *, brand_id, ncols):  # type: ignore[no-untyped-def]
+        columns = real(conn, sql, brand_id=brand_id, ncols=ncols)
+        if "FROM record_identity" in sql and len(columns[0]):  # a record the pass never read
+            late = columns[0].max() + 1_000
+            columns = [np.append(columns[0], late), np.append(columns[1], columns[1][0])]
+        return columns
+
+    monkeypatch.setattr(identity_service, "fetch_int_columns", pairs_see_a_late_record)
+    engine, brand_id = engine_for(settings)
+    result = identity_service.resolve(engine, brand_id=brand_id, full=True)
+    engine.dispose()
+    assert result.full and result.resolved == 2 and result.customers == 1
+    assert customer_of(settings, "unionid:U1") == customer_of(settings, "member_no:M1")
