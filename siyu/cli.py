@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 from rich.tree import Tree
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from siyu import clikit, migrate, pii
 from siyu.audit import service as audit
@@ -386,8 +386,6 @@ def identity_relink(
 def _showcase(engine: Engine, brand_id: int) -> list[str]:
     """Keys of one customer worth opening after the demo import: seen through the most sources,
     then with the most orders — by id, and by their phone (any identifier works as a key)."""
-    from sqlalchemy import text
-
     with engine.begin() as conn:
         row = conn.execute(text(
             "WITH sources AS (SELECT customer_id AS c, count(DISTINCT source) AS n "
