@@ -55,7 +55,19 @@ COLUMNS = (
     ("quadrant", "VARCHAR"),
     ("loyal", "BOOLEAN"),
     ("super_user", "BOOLEAN"),
+    # customer_orders.sql's paid-order figures, which segment order leaves read from here
+    ("paid_orders", "BIGINT"),
+    ("paid_net", "BIGINT"),
+    ("last_paid_at", "TIMESTAMPTZ"),
+    ("paid_loyal_window", "BIGINT"),
+    ("paid_super_window", "BIGINT"),
+    ("paid_paying_window", "BIGINT"),
+    ("paid_quadrant_window", "BIGINT"),
+    ("net_quadrant_window", "BIGINT"),
 )
+# Bumped whenever COLUMNS gain a column: a snapshot written before has NULL there, so it is
+# never fresh (its day is recomputed live until the pass runs again).
+LAYOUT = 2
 # What a snapshot was computed from: the mirrors customer_attributes.sql reads (directly or
 # through the identifiers that key their facts) and their compute parameters.
 WRITTEN = "customer_attributes_written"
@@ -91,6 +103,12 @@ def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
         f"CREATE TABLE IF NOT EXISTS {SNAPSHOT} (brand_id BIGINT, as_of DATE, "
         f"customer_id BIGINT, {cols}, PRIMARY KEY (brand_id, as_of, customer_id))"
     )
+    has = {
+        r[0] for r in con.execute(f"SELECT name FROM pragma_table_info('{SNAPSHOT}')").fetchall()
+    }
+    for name, type_ in COLUMNS:  # a warehouse created by an earlier version
+        if name not in has:
+            con.execute(f"ALTER TABLE {SNAPSHOT} ADD COLUMN {name} {type_}")
     con.execute(
         f"CREATE TABLE IF NOT EXISTS {WRITTEN} (brand_id BIGINT, as_of DATE, timezone VARCHAR, "
         "constants VARCHAR, sources_changed_at TIMESTAMPTZ, written_at TIMESTAMPTZ, "
@@ -99,7 +117,7 @@ def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _constants_key(constants: Constants) -> str:
-    return json.dumps(constants.params(), sort_keys=True)
+    return json.dumps({**constants.params(), "snapshot_layout": LAYOUT}, sort_keys=True)
 
 
 def fresh_snapshot(

@@ -6,8 +6,9 @@ instant `$end` (brand-local day `$to_day`). Lifecycle, value layers, RFM and the
 from their SPEC §6 definition files in siyu/metrics/sql, included as CTEs only when the rule reads
 them, so a segment and the daily snapshot can never disagree on a definition. When the daily
 snapshot of the as-of day is known to hold exactly those values (siyu.lifecycle.service.
-fresh_snapshot), lifecycle, RFM and quadrant are read from it instead (`snapshot=True`). Value
-layers are not: the snapshot only has the customers lifecycle knows at `$end`, and a customer
+fresh_snapshot), lifecycle, RFM and quadrant are read from it instead (`snapshot=True`), and so
+are order leaves over every paid order or over a trailing window the snapshot counts (those of
+the SPEC constants: loyal, super-user, paying and quadrant days). Value layers are not: the snapshot only has the customers lifecycle knows at `$end`, and a customer
 first seen later can still be "active" through an interaction. When the warehouse's per-customer
 order summary serves the rule (siyu.warehouse.order_summary), lifecycle, RFM and order leaves
 without options (every paid order before `$end`) read it instead of aggregating every order;
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from siyu.lifecycle.service import SNAPSHOT
+from siyu.metrics.constants import Constants
 from siyu.metrics.report import SQL_PACKAGE
 from siyu.segments.rules import All, AnyOf, Leaf, Node, Not
 from siyu.warehouse import order_summary
@@ -98,6 +100,13 @@ SNAPSHOT_COLUMNS = {
     "quadrant": "quadrant",
 }
 SNAPSHOT_CTE = f"SELECT * FROM {SNAPSHOT} WHERE brand_id = $brand_id AND as_of = $to_day"
+# The snapshot's paid-order figures over every paid order before $end, by measure.
+SNAPSHOT_LIFETIME = {
+    "orders.count": "coalesce({alias}.paid_orders, 0)",
+    "orders.amount": "coalesce({alias}.paid_net, 0)",
+    "orders.days_since_last": "datediff('day', local_day({alias}.last_paid_at), $to_day)",
+}
+WINDOWS = ("loyal", "super", "paying", "quadrant")  # the snapshot's paid_<name>_window counts
 
 PROFILE = {"city": "c.city", "gender": "c.gender", "birthday_month": "month(c.birthday)"}
 
@@ -143,6 +152,22 @@ class Compiled:
     reads_snapshot: bool = False  # some leaf reads the daily attribute snapshot
 
 
+@dataclass(frozen=True)
+class Windows:
+    """The trailing windows (in days) whose paid orders the daily snapshot counts, and the one
+    whose net sales it sums: the SPEC constants customer_orders.sql is computed with."""
+
+    counts: dict[int, str] = field(default_factory=dict)  # days -> snapshot column
+    amounts: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, constants: Constants) -> Windows:
+        counts: dict[int, str] = {}
+        for name in WINDOWS:
+            counts.setdefault(getattr(constants, f"{name}_days"), f"paid_{name}_window")
+        return cls(counts, {constants.quadrant_days: "net_quadrant_window"})
+
+
 @dataclass
 class _Builder:
     params: dict[str, Any] = field(default_factory=dict)
@@ -150,6 +175,7 @@ class _Builder:
     joins: list[str] = field(default_factory=list)
     snapshot: bool = False  # read SNAPSHOT_COLUMNS fields from the daily snapshot
     summary: bool = False  # lifetime order figures from the warehouse's order summary
+    windows: Windows = field(default_factory=Windows)  # the snapshot's order windows
 
     def bind(self, value: Any) -> str:
         name = f"v{len(self.params) + 1}"
@@ -167,13 +193,20 @@ class _Builder:
         return self.joined(f"leaf_{len(self.ctes) + 1}", body)
 
 
-def compile_rule(rule: Node, *, snapshot: bool = False, summary: bool = False) -> Compiled:
+def compile_rule(
+    rule: Node,
+    *,
+    snapshot: bool = False,
+    summary: bool = False,
+    windows: Windows | None = None,
+) -> Compiled:
     """One statement selecting the rule's members (the caller binds $brand_id, $end, $to_day
     and the SPEC constants with the returned params). `snapshot`: the daily snapshot of
-    `$to_day` is fresh for `$end`, read per-customer attributes from it. `summary`: the
-    warehouse's order summary serves the scope (siyu.warehouse.order_summary.usable), read the
-    figures over all paid orders from it — lifecycle, RFM, and order leaves without options."""
-    b = _Builder(snapshot=snapshot, summary=summary)
+    `$to_day` is fresh for `$end`, read per-customer attributes from it, and the order leaves
+    it has figures for (`windows`: the trailing windows it counts). `summary`: the warehouse's
+    order summary serves the scope (siyu.warehouse.order_summary.usable), read the figures over
+    all paid orders from it — lifecycle, RFM, and order leaves without options."""
+    b = _Builder(snapshot=snapshot, summary=summary, windows=windows or Windows())
     where = _node(rule, b)
     with_ = ""
     if b.ctes:
@@ -282,9 +315,33 @@ def _window(leaf: Leaf, b: _Builder, alias: str) -> list[str]:
     return where
 
 
+def _snapshot_orders(leaf: Leaf, b: _Builder) -> str | None:
+    """The leaf's figure from the fresh daily snapshot, or None if it has no such figure."""
+    name, o = leaf.field.name, leaf.options
+    if not b.snapshot or set(o) - {"within_days"}:
+        return None
+    days = o.get("within_days")
+    if days is None:
+        alias = b.joined("attributes_snapshot", SNAPSHOT_CTE)
+        return SNAPSHOT_LIFETIME[name].format(alias=alias)
+    if name == "orders.days_since_last":  # the last paid order, if it lies in the window
+        alias = b.joined("attributes_snapshot", SNAPSHOT_CTE)
+        last = f"{alias}.last_paid_at"
+        since = SNAPSHOT_LIFETIME[name].format(alias=alias)
+        return f"(CASE WHEN {last} >= plus_days($end, -{b.bind(days)}) THEN {since} END)"
+    column = (b.windows.counts if name == "orders.count" else b.windows.amounts).get(days)
+    if column is None:
+        return None
+    alias = b.joined("attributes_snapshot", SNAPSHOT_CTE)
+    return f"coalesce({alias}.{column}, 0)"
+
+
 def _orders(leaf: Leaf, b: _Builder) -> str:
     measure, missing = ORDER_MEASURES[leaf.field.name]
     o = leaf.options
+    from_snapshot = _snapshot_orders(leaf, b)
+    if from_snapshot is not None:
+        return _compare(from_snapshot, leaf, b)
     if b.summary and not o:  # every paid order before $end: the order summary has the figure
         alias = b.joined("order_lifetime", sql_file(SQL_PACKAGE, "customer_orders_lifetime"))
         value = SUMMARY_MEASURES[leaf.field.name].format(alias=alias)

@@ -1,4 +1,5 @@
-"""Segment rules read lifecycle, RFM and quadrant from the daily snapshot when it holds exactly the
+"""Segment rules read lifecycle, RFM, quadrant and the paid-order figures it keeps (all time, and
+the trailing windows of the SPEC constants) from the daily snapshot when it holds exactly the
 values as of the rule's instant, and select the same people as the live definitions — also after
 a refund, a late order and a merge have been synced (the snapshot is then stale and not read,
 until the daily pass runs again). On SQLite and PostgreSQL, with the hand-built brands of
@@ -6,6 +7,7 @@ tests/lifecycle/brand.py as of 2025-08-01."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -29,8 +31,27 @@ DAY = date.fromisoformat(brand.AS_OF)
 AT = datetime(2025, 8, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
-def leaf(field: str, op: str, value: Any = None) -> dict[str, Any]:
-    return {"field": field, "op": op, **({} if value is None else {"value": value})}
+def leaf(field: str, op: str, value: Any = None, **options: Any) -> dict[str, Any]:
+    return {"field": field, "op": op, **({} if value is None else {"value": value}), **options}
+
+
+# Order leaves the snapshot has a figure for (defaults: loyal 30, super and paying 90, quadrant
+# 365 days); the brand has orders on both sides of the 30- and 90-day edges and one after the
+# as-of instant.
+ORDER_RULES = [
+    leaf("orders.count", "gte", 1),
+    leaf("orders.count", "gte", 3),
+    leaf("orders.amount", "gte", 3000),
+    leaf("orders.days_since_last", "lte", 31),
+    leaf("orders.days_since_last", "is_not_set"),
+    leaf("orders.count", "gte", 1, within_days=90),
+    leaf("orders.count", "gte", 3, within_days=30),
+    leaf("orders.count", "eq", 2, within_days=365),
+    leaf("orders.amount", "gte", 2000, within_days=365),
+    leaf("orders.days_since_last", "gte", 30, within_days=90),
+    leaf("orders.days_since_last", "is_not_set", within_days=60),
+    {"not": leaf("orders.count", "gte", 1, within_days=90)},
+]
 
 
 STAGES = ("introduction", "growth", "maturity", "dormant", "churned")
@@ -53,6 +74,18 @@ RULES = [
         "any": [
             {"all": [leaf("lifecycle", "eq", "dormant"), leaf("orders.count", "gte", 1)]},
             {"all": [leaf("rfm.class", "is_set"), {"not": leaf("lifecycle", "eq", "churned")}]},
+        ]
+    },
+    *ORDER_RULES,
+    {  # the issue's three-level rule, on this brand's people
+        "any": [
+            {
+                "all": [
+                    leaf("lifecycle", "eq", "dormant"),
+                    leaf("orders.count", "gte", 1, within_days=90),
+                ]
+            },
+            {"not": leaf("orders.count", "gte", 1, within_days=365)},
         ]
     },
 ]
@@ -131,8 +164,13 @@ def test_snapshot_only_for_the_start_of_its_day_and_its_constants(both) -> None:
     try:
         rule = leaf("lifecycle", "eq", "growth")
         assert life.who(wh, rule, use_snapshot=True)[0] == DAY
-        no_attributes = leaf("orders.count", "gte", 1)
-        assert life.who(wh, no_attributes, use_snapshot=True)[0] is None
+        for no_figure in (  # a window the snapshot does not count, an option it does not split by
+            leaf("orders.count", "gte", 1, within_days=45),
+            leaf("orders.amount", "gte", 1, within_days=90),
+            leaf("orders.count", "gte", 1, platform=["pos"]),
+        ):
+            day, people = life.who(wh, no_figure, use_snapshot=True)
+            assert day is None and people
         later = AT + timedelta(hours=1)
         assert life.who(wh, rule, use_snapshot=True, at=later)[0] is None
         other = Brand(life.settings, Constants(t1=31, t2=91))
@@ -154,6 +192,8 @@ def test_a_synced_change_makes_the_snapshot_stale_until_the_next_pass(
         *(leaf("lifecycle", "eq", s) for s in STAGES),
         leaf("rfm.class", "is_set"),
         leaf("quadrant", "is_set"),
+        leaf("orders.count", "gte", 1, within_days=30),
+        leaf("orders.amount", "gte", 1000),
     ]
     wh = b.open()  # a sync that changes nothing keeps the snapshot fresh
     try:
@@ -200,3 +240,36 @@ def _brand_for(settings: Settings, tmp_path: Path) -> list[Brand]:
     b = Brand(settings, Constants())
     b.pass_()
     return [b]
+
+
+def test_a_snapshot_from_before_the_order_figures_is_not_read(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A warehouse whose snapshot table predates the order columns gains them, and a snapshot
+    written then (its order figures NULL) is computed live until the pass runs again."""
+    (b,) = _brand_for(settings, tmp_path)
+    rule = leaf("orders.count", "gte", 1, within_days=90)
+    wh = b.open()
+    try:
+        live = b.who(wh, rule, use_snapshot=False)
+        old_columns = [
+            n for n, _ in lifecycle.COLUMNS[: lifecycle.COLUMNS.index(("paid_orders", "BIGINT"))]
+        ]
+        wh.con.execute(
+            f"CREATE TABLE old_snapshot AS SELECT brand_id, as_of, customer_id, "
+            f"{', '.join(old_columns)} FROM {lifecycle.SNAPSHOT}"
+        )
+        wh.con.execute(f"DROP TABLE {lifecycle.SNAPSHOT}")
+        wh.con.execute(f"ALTER TABLE old_snapshot RENAME TO {lifecycle.SNAPSHOT}")
+        old_key = json.dumps(b.constants.params(), sort_keys=True)
+        wh.con.execute(f"UPDATE {lifecycle.WRITTEN} SET constants = ?", [old_key])
+        assert b.who(wh, rule, use_snapshot=True) == live  # not read: (None, people)
+        assert b.who(wh, leaf("lifecycle", "eq", "growth"), use_snapshot=True)[0] is None
+    finally:
+        wh.con.close()
+    b.pass_()
+    wh = b.open()
+    try:
+        assert b.who(wh, rule, use_snapshot=True) == (DAY, live[1])
+    finally:
+        wh.con.close()
