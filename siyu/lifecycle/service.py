@@ -8,11 +8,17 @@ definition that the metrics report also reads. "As of DATE" is the instant DATE 
 brand's zone — the same instant as `siyu metrics --to DATE` — so a snapshot and the report's
 lifecycle distribution agree.
 
-Next to each snapshot the pass notes what it was computed with (zone, SPEC constants) and when
-the warehouse's sources last changed (siyu.warehouse.sync `_mirror_changes`). A segment rule
-asked as of the start of that day reads lifecycle, RFM and quadrant from the snapshot instead of
-recomputing them over every order (`fresh_snapshot`) — only while nothing it was computed from
-has changed since, so both ways give the same members.
+The pass first stores the day's per-customer order figures (customer_orders.sql: paid orders
+all time and in the trailing windows of the SPEC constants) in `customer_orders_daily`, then
+computes the attributes from that table (customer_orders_stored.sql stands in for the
+aggregation), so 100M orders are grouped once into a table on disk rather than held in memory.
+
+Next to each snapshot the pass notes what it was computed with (zone, SPEC constants, the
+layout of its tables) and when the warehouse's sources last changed (siyu.warehouse.sync
+`_mirror_changes`). A segment rule asked as of the start of that day reads lifecycle, RFM,
+quadrant and those order figures from the two tables instead of recomputing them over every
+order (`fresh_snapshot`) — only while nothing they were computed from has changed since, so
+both ways give the same members.
 """
 
 from __future__ import annotations
@@ -56,9 +62,27 @@ COLUMNS = (
     ("loyal", "BOOLEAN"),
     ("super_user", "BOOLEAN"),
 )
+# customer_orders.sql's columns for the as-of day, one row per customer with an order (any
+# time: first_order_at looks past the day), exactly as it computes them.
+ORDERS = "customer_orders_daily"
+ORDER_COLUMNS = (
+    ("first_order_at", "TIMESTAMPTZ"),
+    ("paid_orders", "BIGINT"),
+    ("last_paid_at", "TIMESTAMPTZ"),
+    ("paid_net", "BIGINT"),
+    ("paid_loyal_window", "BIGINT"),
+    ("paid_super_window", "BIGINT"),
+    ("paid_paying_window", "BIGINT"),
+    ("paid_quadrant_window", "BIGINT"),
+    ("net_quadrant_window", "BIGINT"),
+)
+# Bumped when the pass writes tables a reader relies on that it did not write before (2: the
+# order figures), so a day written by an earlier version is never taken as fresh.
+LAYOUT = 2
 # What a snapshot was computed from: the mirrors customer_attributes.sql reads (directly or
 # through the identifiers that key their facts) and their compute parameters.
 WRITTEN = "customer_attributes_written"
+STORED = (("customer_orders", "customer_orders_stored"),)  # read the day's stored order figures
 SOURCES = ("customers", "identifiers", "orders", "connections", "interactions", "referrals")
 NEW = "(new)"  # a customer without a row in the previous snapshot
 GONE = "(gone)"  # a customer of the previous snapshot merged away since
@@ -91,6 +115,11 @@ def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
         f"CREATE TABLE IF NOT EXISTS {SNAPSHOT} (brand_id BIGINT, as_of DATE, "
         f"customer_id BIGINT, {cols}, PRIMARY KEY (brand_id, as_of, customer_id))"
     )
+    cols = ", ".join(f"{n} {t}" for n, t in ORDER_COLUMNS)  # unique by the pass's DELETE first
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {ORDERS} (brand_id BIGINT, as_of DATE, customer_id BIGINT, "
+        f"{cols})"
+    )
     con.execute(
         f"CREATE TABLE IF NOT EXISTS {WRITTEN} (brand_id BIGINT, as_of DATE, timezone VARCHAR, "
         "constants VARCHAR, sources_changed_at TIMESTAMPTZ, written_at TIMESTAMPTZ, "
@@ -99,7 +128,7 @@ def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _constants_key(constants: Constants) -> str:
-    return json.dumps(constants.params(), sort_keys=True)
+    return json.dumps({**constants.params(), "layout": LAYOUT}, sort_keys=True)
 
 
 def fresh_snapshot(
@@ -150,15 +179,23 @@ def write_snapshot(
     con.execute("BEGIN TRANSACTION")
     try:
         sources = changed_at(con, scope.brand_id, SOURCES)
-        for table in (SNAPSHOT, WRITTEN):
+        for table in (SNAPSHOT, ORDERS, WRITTEN):
             con.execute(
                 f"DELETE FROM {table} WHERE brand_id = ? AND as_of = ?", [scope.brand_id, as_of]
             )
+        orders = ", ".join(n for n, _ in ORDER_COLUMNS)
+        run(
+            con,
+            f"INSERT INTO {ORDERS} (brand_id, as_of, customer_id, {orders}) "
+            f"SELECT $brand_id, $as_of, customer_id, {orders} "
+            f"FROM (\n{composed(SQL_PACKAGE, 'customer_orders')}\n)",
+            params,
+        )
+        attributes = composed(SQL_PACKAGE, "customer_attributes", STORED)
         run(
             con,
             f"INSERT INTO {SNAPSHOT} (brand_id, as_of, customer_id, {names}) "
-            f"SELECT $brand_id, $as_of, customer_id, {names} "
-            f"FROM (\n{composed(SQL_PACKAGE, 'customer_attributes')}\n)",
+            f"SELECT $brand_id, $as_of, customer_id, {names} FROM (\n{attributes}\n)",
             params,
         )
         con.execute(

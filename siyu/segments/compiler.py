@@ -6,9 +6,13 @@ instant `$end` (brand-local day `$to_day`). Lifecycle, value layers, RFM and the
 from their SPEC §6 definition files in siyu/metrics/sql, included as CTEs only when the rule reads
 them, so a segment and the daily snapshot can never disagree on a definition. When the daily
 snapshot of the as-of day is known to hold exactly those values (siyu.lifecycle.service.
-fresh_snapshot), lifecycle, RFM and quadrant are read from it instead (`snapshot=True`). Value
-layers are not: the snapshot only has the customers lifecycle knows at `$end`, and a customer
-first seen later can still be "active" through an interaction. When the warehouse's per-customer
+fresh_snapshot), lifecycle, RFM and quadrant are read from it instead (`snapshot=True`), and so
+are order leaves over every paid order or over a trailing window the pass counts (those of the
+SPEC constants: loyal, super-user, paying and quadrant days), from the order figures it stored
+beside it. Such a leaf is a semi-join whose condition the table's scan filters, not a join of
+every customer's row. Value layers are not read from the snapshot: it only has the customers
+lifecycle knows at `$end`, and a customer first seen later can still be "active" through an
+interaction. When the warehouse's per-customer
 order summary serves the rule (siyu.warehouse.order_summary), lifecycle, RFM and order leaves
 without options (every paid order before `$end`) read it instead of aggregating every order;
 order leaves with a window, platform, store or product still read the orders.
@@ -24,10 +28,12 @@ therefore "NOT bought coffee", and `ne` / `not_in` / `none_of` are exactly NOT o
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
-from siyu.lifecycle.service import SNAPSHOT
+from siyu.lifecycle.service import ORDERS, SNAPSHOT
+from siyu.metrics.constants import Constants
 from siyu.metrics.report import SQL_PACKAGE
 from siyu.segments.rules import All, AnyOf, Leaf, Node, Not
 from siyu.warehouse import order_summary
@@ -97,7 +103,14 @@ SNAPSHOT_COLUMNS = {
     "rfm.m_score": "m_score",
     "quadrant": "quadrant",
 }
-SNAPSHOT_CTE = f"SELECT * FROM {SNAPSHOT} WHERE brand_id = $brand_id AND as_of = $to_day"
+# The pass's order figures (customer_orders.sql's columns) over every paid order before $end, by
+# measure, and each one's value for a customer without a row (no paid order before $end).
+STORED_LIFETIME = {
+    "orders.count": ("coalesce(paid_orders, 0)", 0),
+    "orders.amount": ("coalesce(paid_net, 0)", 0),
+    "orders.days_since_last": ("datediff('day', local_day(last_paid_at), $to_day)", None),
+}
+WINDOWS = ("loyal", "super", "paying", "quadrant")  # the stored paid_<name>_window counts
 
 PROFILE = {"city": "c.city", "gender": "c.gender", "birthday_month": "month(c.birthday)"}
 
@@ -132,6 +145,13 @@ INTERACTION_MEASURES = {
 }
 
 COMPARE = {"eq": "=", "ne": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+PY_COMPARE = {
+    "eq": operator.eq,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
 
 
 @dataclass
@@ -143,6 +163,22 @@ class Compiled:
     reads_snapshot: bool = False  # some leaf reads the daily attribute snapshot
 
 
+@dataclass(frozen=True)
+class Windows:
+    """The trailing windows (in days) whose paid orders the daily pass counts, and the one whose
+    net sales it sums: the SPEC constants customer_orders.sql is computed with."""
+
+    counts: dict[int, str] = field(default_factory=dict)  # days -> snapshot column
+    amounts: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, constants: Constants) -> Windows:
+        counts: dict[int, str] = {}
+        for name in WINDOWS:
+            counts.setdefault(getattr(constants, f"{name}_days"), f"paid_{name}_window")
+        return cls(counts, {constants.quadrant_days: "net_quadrant_window"})
+
+
 @dataclass
 class _Builder:
     params: dict[str, Any] = field(default_factory=dict)
@@ -150,6 +186,8 @@ class _Builder:
     joins: list[str] = field(default_factory=list)
     snapshot: bool = False  # read SNAPSHOT_COLUMNS fields from the daily snapshot
     summary: bool = False  # lifetime order figures from the warehouse's order summary
+    windows: Windows = field(default_factory=Windows)  # the pass's stored order windows
+    read_snapshot: bool = False  # some leaf did
 
     def bind(self, value: Any) -> str:
         name = f"v{len(self.params) + 1}"
@@ -167,13 +205,20 @@ class _Builder:
         return self.joined(f"leaf_{len(self.ctes) + 1}", body)
 
 
-def compile_rule(rule: Node, *, snapshot: bool = False, summary: bool = False) -> Compiled:
+def compile_rule(
+    rule: Node,
+    *,
+    snapshot: bool = False,
+    summary: bool = False,
+    windows: Windows | None = None,
+) -> Compiled:
     """One statement selecting the rule's members (the caller binds $brand_id, $end, $to_day
     and the SPEC constants with the returned params). `snapshot`: the daily snapshot of
-    `$to_day` is fresh for `$end`, read per-customer attributes from it. `summary`: the
-    warehouse's order summary serves the scope (siyu.warehouse.order_summary.usable), read the
-    figures over all paid orders from it — lifecycle, RFM, and order leaves without options."""
-    b = _Builder(snapshot=snapshot, summary=summary)
+    `$to_day` is fresh for `$end`, read per-customer attributes from it, and the order leaves
+    it has figures for (`windows`: the trailing windows it counts). `summary`: the warehouse's
+    order summary serves the scope (siyu.warehouse.order_summary.usable), read the figures over
+    all paid orders from it — lifecycle, RFM, and order leaves without options."""
+    b = _Builder(snapshot=snapshot, summary=summary, windows=windows or Windows())
     where = _node(rule, b)
     with_ = ""
     if b.ctes:
@@ -183,7 +228,7 @@ def compile_rule(rule: Node, *, snapshot: bool = False, summary: bool = False) -
         + "".join(f"{j}\n" for j in b.joins)
         + f"WHERE {where}"
     )
-    return Compiled(sql, b.params, "attributes_snapshot" in b.ctes)
+    return Compiled(sql, b.params, b.read_snapshot)
 
 
 def _node(node: Node, b: _Builder) -> str:
@@ -201,8 +246,7 @@ def _leaf(leaf: Leaf, b: _Builder) -> str:
     if name in PROFILE:
         return _compare(PROFILE[name], leaf, b)
     if b.snapshot and name in SNAPSHOT_COLUMNS:
-        alias = b.joined("attributes_snapshot", SNAPSHOT_CTE)
-        return _compare(f"{alias}.{SNAPSHOT_COLUMNS[name]}", leaf, b)
+        return _stored(SNAPSHOT, SNAPSHOT_COLUMNS[name], None, leaf, b)
     if name in ATTRIBUTES:
         file, column = ATTRIBUTES[name]
         lifetime = b.summary and file in order_summary.LIFETIME_FILES
@@ -282,9 +326,65 @@ def _window(leaf: Leaf, b: _Builder, alias: str) -> list[str]:
     return where
 
 
+def _stored(table: str, expr: str, missing: Any, leaf: Leaf, b: _Builder) -> str:
+    """The leaf over a column `expr` of a table the daily pass wrote for `$to_day`, as a
+    semi-join: the table's scan filters its rows by the condition. A customer without a row has
+    the value `missing` there; if the condition holds for it, the leaf is the anti-join of the
+    rows where it does not."""
+    b.read_snapshot = True
+    test = f"coalesce({_compare(expr, leaf, b)}, false)"
+    day = "brand_id = $brand_id AND as_of = $to_day"
+    if _holds(leaf, missing):
+        return (
+            f"(NOT c.customer_id IN (SELECT customer_id FROM {table} WHERE {day} AND NOT {test}))"
+        )
+    return f"(c.customer_id IN (SELECT customer_id FROM {table} WHERE {day} AND {test}))"
+
+
+def _holds(leaf: Leaf, value: Any) -> bool:
+    """Whether `_compare`'s condition, coalesced to false, holds for `value` (None: NULL)."""
+    op, want = leaf.op, leaf.value
+    if op == "is_set":
+        return value is not None
+    if op == "is_not_set":
+        return value is None
+    if op in ("ne", "not_in"):  # NOT coalesce(test, false)
+        return value is None or (value != want if op == "ne" else value not in want)
+    if value is None:
+        return False
+    if op == "is":
+        return bool(value) == bool(want)
+    if op == "between":
+        return bool(want[0] <= value <= want[1])
+    if op == "in":
+        return value in want
+    return bool(PY_COMPARE[op](value, want))
+
+
+def _stored_orders(leaf: Leaf, b: _Builder) -> str | None:
+    """The leaf from the order figures the daily pass stored, or None if it has no such figure."""
+    name, o = leaf.field.name, leaf.options
+    if not b.snapshot or set(o) - {"within_days"}:
+        return None
+    days = o.get("within_days")
+    expr, missing = STORED_LIFETIME[name]
+    if days is None:
+        return _stored(ORDERS, expr, missing, leaf, b)
+    if name == "orders.days_since_last":  # the last paid order, if it lies in the window
+        since = f"(CASE WHEN last_paid_at >= plus_days($end, -{b.bind(days)}) THEN {expr} END)"
+        return _stored(ORDERS, since, None, leaf, b)
+    column = (b.windows.counts if name == "orders.count" else b.windows.amounts).get(days)
+    if column is None:
+        return None
+    return _stored(ORDERS, f"coalesce({column}, 0)", 0, leaf, b)
+
+
 def _orders(leaf: Leaf, b: _Builder) -> str:
     measure, missing = ORDER_MEASURES[leaf.field.name]
     o = leaf.options
+    stored = _stored_orders(leaf, b)
+    if stored is not None:
+        return stored
     if b.summary and not o:  # every paid order before $end: the order summary has the figure
         alias = b.joined("order_lifetime", sql_file(SQL_PACKAGE, "customer_orders_lifetime"))
         value = SUMMARY_MEASURES[leaf.field.name].format(alias=alias)

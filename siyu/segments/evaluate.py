@@ -20,7 +20,7 @@ from siyu.lifecycle.service import fresh_snapshot
 from siyu.metrics.constants import Constants
 from siyu.metrics.scope import Scope, install
 from siyu.pii import mask_name, mask_phone
-from siyu.segments.compiler import Compiled, compile_rule
+from siyu.segments.compiler import Compiled, Windows, compile_rule
 from siyu.segments.rules import Node
 from siyu.warehouse import order_summary
 from siyu.warehouse.duck import run
@@ -93,7 +93,9 @@ def prepare(
         summary = order_summary.pays_off(con, scope, as_of)
     else:
         summary = use_summary and order_summary.usable(con, scope)
-    compiled = compile_rule(rule, snapshot=day is not None, summary=summary)
+    compiled = compile_rule(
+        rule, snapshot=day is not None, summary=summary, windows=Windows.of(constants)
+    )
     params: dict[str, Any] = {
         "brand_id": scope.brand_id,
         "end": as_of,

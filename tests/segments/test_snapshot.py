@@ -1,4 +1,5 @@
-"""Segment rules read lifecycle, RFM and quadrant from the daily snapshot when it holds exactly the
+"""Segment rules read lifecycle, RFM, quadrant and the paid-order figures it keeps (all time, and
+the trailing windows of the SPEC constants) from the daily snapshot when it holds exactly the
 values as of the rule's instant, and select the same people as the live definitions — also after
 a refund, a late order and a merge have been synced (the snapshot is then stale and not read,
 until the daily pass runs again). On SQLite and PostgreSQL, with the hand-built brands of
@@ -6,6 +7,7 @@ tests/lifecycle/brand.py as of 2025-08-01."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -29,8 +31,34 @@ DAY = date.fromisoformat(brand.AS_OF)
 AT = datetime(2025, 8, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
-def leaf(field: str, op: str, value: Any = None) -> dict[str, Any]:
-    return {"field": field, "op": op, **({} if value is None else {"value": value})}
+def leaf(field: str, op: str, value: Any = None, **options: Any) -> dict[str, Any]:
+    return {"field": field, "op": op, **({} if value is None else {"value": value}), **options}
+
+
+# Order leaves the pass stored a figure for (defaults: loyal 30, super and paying 90, quadrant
+# 365 days); the brand has orders on both sides of the 30- and 90-day edges and one after the
+# as-of instant. Several hold for a customer without any row (no paid order before the instant,
+# like `late`): those read as anti-joins.
+ORDER_RULES = [
+    leaf("orders.count", "gte", 1),
+    leaf("orders.count", "gte", 3),
+    leaf("orders.count", "lt", 1),
+    leaf("orders.count", "between", [0, 1]),
+    leaf("orders.amount", "gte", 3000),
+    leaf("orders.amount", "not_in", [1000]),
+    leaf("orders.days_since_last", "lte", 31),
+    leaf("orders.days_since_last", "is_not_set"),
+    leaf("orders.days_since_last", "ne", 30),
+    leaf("orders.count", "gte", 1, within_days=90),
+    leaf("orders.count", "gte", 3, within_days=30),
+    leaf("orders.count", "eq", 0, within_days=30),
+    leaf("orders.count", "eq", 2, within_days=365),
+    leaf("orders.amount", "gte", 2000, within_days=365),
+    leaf("orders.amount", "lte", 1000, within_days=365),
+    leaf("orders.days_since_last", "gte", 30, within_days=90),
+    leaf("orders.days_since_last", "is_not_set", within_days=60),
+    {"not": leaf("orders.count", "gte", 1, within_days=90)},
+]
 
 
 STAGES = ("introduction", "growth", "maturity", "dormant", "churned")
@@ -53,6 +81,18 @@ RULES = [
         "any": [
             {"all": [leaf("lifecycle", "eq", "dormant"), leaf("orders.count", "gte", 1)]},
             {"all": [leaf("rfm.class", "is_set"), {"not": leaf("lifecycle", "eq", "churned")}]},
+        ]
+    },
+    *ORDER_RULES,
+    {  # the issue's three-level rule, on this brand's people
+        "any": [
+            {
+                "all": [
+                    leaf("lifecycle", "eq", "dormant"),
+                    leaf("orders.count", "gte", 1, within_days=90),
+                ]
+            },
+            {"not": leaf("orders.count", "gte", 1, within_days=365)},
         ]
     },
 ]
@@ -95,6 +135,18 @@ class Brand:
         return ev.snapshot, people
 
 
+# A customer first seen after the as-of instant (a friend from 08-05, an order on 08-06): in no
+# table the pass wrote for 2025-08-01, with no value in any of them.
+LATE = {
+    "connections.csv": "wecom_friend,external_userid,late,G1,,,2025-08-05 10:00,\n",
+    "orders.csv": "O999,pos,S001,external_userid,late,2025-08-06 12:00,1000,paid,\n",
+}
+
+
+def _with_late(files: dict[str, str]) -> dict[str, str]:
+    return {name: text + LATE.get(name, "") for name, text in files.items()}
+
+
 def _brand(kind: str, base: Path, files: dict[str, str], constants: Constants) -> Iterator[Brand]:
     with engine_settings(kind, base / "data") as s:
         assert run_import(s, write_dir(base / "in", files)).rejected == 0
@@ -108,7 +160,7 @@ def both(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     """The lifecycle brand and the RFM brand (quadrant thresholds that split its buyers)."""
     base = tmp_path_factory.mktemp("snap")
     quadrants = Constants(quadrant_orders=3, quadrant_aov_fen=2500)
-    for life in _brand(request.param, base / "life", brand.FILES, Constants()):
+    for life in _brand(request.param, base / "life", _with_late(brand.FILES), Constants()):
         for rfm in _brand(request.param, base / "rfm", brand.RFM_FILES, quadrants):
             yield life, rfm
 
@@ -131,8 +183,13 @@ def test_snapshot_only_for_the_start_of_its_day_and_its_constants(both) -> None:
     try:
         rule = leaf("lifecycle", "eq", "growth")
         assert life.who(wh, rule, use_snapshot=True)[0] == DAY
-        no_attributes = leaf("orders.count", "gte", 1)
-        assert life.who(wh, no_attributes, use_snapshot=True)[0] is None
+        for no_figure in (  # a window the snapshot does not count, an option it does not split by
+            leaf("orders.count", "gte", 1, within_days=45),
+            leaf("orders.amount", "gte", 1, within_days=90),
+            leaf("orders.count", "gte", 1, platform=["pos"]),
+        ):
+            day, people = life.who(wh, no_figure, use_snapshot=True)
+            assert day is None and people
         later = AT + timedelta(hours=1)
         assert life.who(wh, rule, use_snapshot=True, at=later)[0] is None
         other = Brand(life.settings, Constants(t1=31, t2=91))
@@ -154,6 +211,8 @@ def test_a_synced_change_makes_the_snapshot_stale_until_the_next_pass(
         *(leaf("lifecycle", "eq", s) for s in STAGES),
         leaf("rfm.class", "is_set"),
         leaf("quadrant", "is_set"),
+        leaf("orders.count", "gte", 1, within_days=30),
+        leaf("orders.amount", "gte", 1000),
     ]
     wh = b.open()  # a sync that changes nothing keeps the snapshot fresh
     try:
@@ -200,3 +259,28 @@ def _brand_for(settings: Settings, tmp_path: Path) -> list[Brand]:
     b = Brand(settings, Constants())
     b.pass_()
     return [b]
+
+
+def test_a_day_written_before_the_order_figures_is_not_read(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A day the pass wrote before it stored order figures (an earlier version: its written key
+    lacks the layout) is computed live until the pass runs again."""
+    (b,) = _brand_for(settings, tmp_path)
+    rule = leaf("orders.count", "gte", 1, within_days=90)
+    wh = b.open()
+    try:
+        live = b.who(wh, rule, use_snapshot=False)
+        wh.con.execute(f"DELETE FROM {lifecycle.ORDERS}")
+        old_key = json.dumps(b.constants.params(), sort_keys=True)
+        wh.con.execute(f"UPDATE {lifecycle.WRITTEN} SET constants = ?", [old_key])
+        assert b.who(wh, rule, use_snapshot=True) == live  # not read: (None, people)
+        assert b.who(wh, leaf("lifecycle", "eq", "growth"), use_snapshot=True)[0] is None
+    finally:
+        wh.con.close()
+    b.pass_()
+    wh = b.open()
+    try:
+        assert b.who(wh, rule, use_snapshot=True) == (DAY, live[1])
+    finally:
+        wh.con.close()

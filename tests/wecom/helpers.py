@@ -26,6 +26,18 @@ def wecom_settings(settings: Settings, **extra: object) -> Settings:
     )
 
 
+def official_wecom_settings(settings: Settings) -> Settings:
+    """Settings of the corp of WeCom's published test vectors (tests/wecom/test_crypto.py)."""
+    from tests.wecom import test_crypto as vectors
+
+    return wecom_settings(
+        settings,
+        wecom_corp_id=vectors.OFFICIAL_CORP_ID,
+        wecom_callback_token=vectors.OFFICIAL_TOKEN,
+        wecom_encoding_aes_key=vectors.OFFICIAL_AES_KEY,
+    )
+
+
 def cipher(receive_id: str = CORP_ID, token: str = TOKEN) -> CallbackCipher:
     return CallbackCipher(token=token, encoding_aes_key=AES_KEY, receive_id=receive_id)
 

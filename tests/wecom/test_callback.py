@@ -16,7 +16,7 @@ from siyu.wecom.callback import CALLBACK_PATH, create_callback_app
 from siyu.wecom.crypto import CallbackCipher
 from siyu.wecom.inbox import CallbackRejected, accept_callback
 from tests.wecom import test_crypto as vectors
-from tests.wecom.helpers import cipher, event_xml, signed, wecom_settings
+from tests.wecom.helpers import cipher, event_xml, official_wecom_settings, signed, wecom_settings
 
 
 @pytest.fixture
@@ -37,31 +37,16 @@ def counts(engine) -> tuple[int, int]:
 
 
 def test_url_verification_answers_the_official_echostr(settings: Settings) -> None:
-    s = wecom_settings(
-        settings,
-        wecom_corp_id=vectors.OFFICIAL_CORP_ID,
-        wecom_callback_token=vectors.OFFICIAL_TOKEN,
-        wecom_encoding_aes_key=vectors.OFFICIAL_AES_KEY,
-    )
+    s = official_wecom_settings(settings)
     engine, brand_id = open_brand(s)
     with TestClient(create_callback_app(s, engine=engine, brand_id=brand_id)) as client:
         ok = client.get(
             CALLBACK_PATH,
-            params={
-                "msg_signature": vectors.OFFICIAL_VERIFY_SIGNATURE,
-                "timestamp": vectors.OFFICIAL_VERIFY_TIMESTAMP,
-                "nonce": vectors.OFFICIAL_VERIFY_NONCE,
-                "echostr": vectors.OFFICIAL_ECHOSTR,
-            },
+            params=vectors.OFFICIAL_VERIFY_QUERY,
         )
         bad = client.get(
             CALLBACK_PATH,
-            params={
-                "msg_signature": "0" * 40,
-                "timestamp": vectors.OFFICIAL_VERIFY_TIMESTAMP,
-                "nonce": vectors.OFFICIAL_VERIFY_NONCE,
-                "echostr": vectors.OFFICIAL_ECHOSTR,
-            },
+            params=vectors.OFFICIAL_VERIFY_QUERY | {"msg_signature": "0" * 40},
         )
     engine.dispose()
     assert ok.status_code == 200 and ok.text == vectors.OFFICIAL_ECHO_PLAINTEXT

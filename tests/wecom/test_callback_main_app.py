@@ -23,7 +23,14 @@ from siyu.app import create_app
 from siyu.config import Settings
 from siyu.wecom.callback import CALLBACK_PATH, MAX_BODY_BYTES
 from tests.wecom import test_crypto as vectors
-from tests.wecom.helpers import CORP_ID, cipher, event_xml, signed, wecom_settings
+from tests.wecom.helpers import (
+    CORP_ID,
+    cipher,
+    event_xml,
+    official_wecom_settings,
+    signed,
+    wecom_settings,
+)
 
 
 @pytest.fixture
@@ -132,22 +139,12 @@ def test_a_missing_signature_parameter_is_named(served) -> None:
 
 
 def test_url_verification_and_the_rest_of_the_app_are_untouched(settings: Settings) -> None:
-    s = wecom_settings(
-        settings,
-        wecom_corp_id=vectors.OFFICIAL_CORP_ID,
-        wecom_callback_token=vectors.OFFICIAL_TOKEN,
-        wecom_encoding_aes_key=vectors.OFFICIAL_AES_KEY,
-    )
+    s = official_wecom_settings(settings)
     app = create_app(s)
     with TestClient(app) as client:
         echo = client.get(
             CALLBACK_PATH,
-            params={
-                "msg_signature": vectors.OFFICIAL_VERIFY_SIGNATURE,
-                "timestamp": vectors.OFFICIAL_VERIFY_TIMESTAMP,
-                "nonce": vectors.OFFICIAL_VERIFY_NONCE,
-                "echostr": vectors.OFFICIAL_ECHOSTR,
-            },
+            params=vectors.OFFICIAL_VERIFY_QUERY,
         )
         api = client.get("/api/v1/metrics", params={"from": "2025-01-01", "to": "2025-02-01"})
         put = client.put(CALLBACK_PATH, content="<xml/>")

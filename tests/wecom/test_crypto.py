@@ -59,6 +59,13 @@ OFFICIAL_ECHOSTR = (
     "P9nAzCzyDtyTWESHep1vC5X9xho/qYX3Zpb4yKa9SKld1DsH3Iyt3tP3zNdtp+4RPcs8TgAE7OaBO+FZXvnaqQ=="
 )
 OFFICIAL_ECHO_PLAINTEXT = "1616140317555161061"
+# The URL-verification GET WeCom sends for the values above.
+OFFICIAL_VERIFY_QUERY = {
+    "msg_signature": OFFICIAL_VERIFY_SIGNATURE,
+    "timestamp": OFFICIAL_VERIFY_TIMESTAMP,
+    "nonce": OFFICIAL_VERIFY_NONCE,
+    "echostr": OFFICIAL_ECHOSTR,
+}
 
 OFFICIAL_MSG_SIGNATURE = "477715d11cdb4164915debcba66cb864d751f3e6"
 OFFICIAL_MSG_TIMESTAMP = "1409659813"
@@ -500,12 +507,7 @@ def test_error_codes_and_hierarchy():
     ],
 )
 def test_verify_url_rejects_tampered_signature_inputs(change):
-    query = {
-        "msg_signature": OFFICIAL_VERIFY_SIGNATURE,
-        "timestamp": OFFICIAL_VERIFY_TIMESTAMP,
-        "nonce": OFFICIAL_VERIFY_NONCE,
-        "echostr": OFFICIAL_ECHOSTR,
-    } | change
+    query = OFFICIAL_VERIFY_QUERY | change
     with pytest.raises(ValidateSignatureError) as info:
         official_cipher().verify_url(**query)
     assert info.value.code == -40001

@@ -18,8 +18,8 @@ from siyu.orgs.models import Store
 from siyu.tags import service as tag_service
 from siyu.wecom import service as wecom_service
 from siyu.wecom.events import process_until_idle
-from siyu.wecom.simulator import ApiFaults, CallbackFaults
-from tests.wecom.world import World, world
+from siyu.wecom.simulator import CallbackFaults
+from tests.wecom.world import MIXED_FAULTS, World, world
 
 CUSTOMERS = 6
 WELCOME = {
@@ -184,15 +184,7 @@ def test_customers_scan_a_store_code_end_to_end(settings: Settings) -> None:
 
 
 def test_the_same_scenario_with_failures_injected_ends_the_same(settings: Settings) -> None:
-    faults = ApiFaults(
-        expire_tokens_every=7,
-        rate_limit_every=5,
-        rate_limit_burst=2,
-        busy_every=11,
-        server_error_every=13,
-        timeout_every=17,
-        timeout_seconds=0.6,
-    )
+    faults = MIXED_FAULTS
     with world(
         settings,
         api_faults=faults,

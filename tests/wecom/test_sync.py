@@ -13,10 +13,9 @@ from siyu import pii
 from siyu.cli import app
 from siyu.config import Settings
 from siyu.wecom import service as wecom_service
-from siyu.wecom.simulator import ApiFaults
 from siyu.wecom.simulator.state import Follow
 from siyu.wecom.sync import SyncInterrupted, sync
-from tests.wecom.world import World, cli_env, world
+from tests.wecom.world import MIXED_FAULTS, World, cli_env, world
 
 CUSTOMERS = 45
 # Open friendships per (guide, channel): 15 through the mall code (guide01), 30 round-robin
@@ -204,14 +203,7 @@ def test_an_interrupted_sync_resumes_where_it_stopped(settings: Settings) -> Non
 
 
 def test_a_sync_under_injected_failures_ends_the_same(settings: Settings) -> None:
-    faults = ApiFaults(
-        expire_tokens_every=7,
-        rate_limit_every=5,
-        busy_every=11,
-        server_error_every=13,
-        timeout_every=17,
-        timeout_seconds=0.6,
-    )
+    faults = MIXED_FAULTS
     with world(settings, api_faults=faults, client_timeout=0.3) as w:
         build_corp(w)
         sync(w.engine, w.client, brand_id=w.brand_id, page_size=7)

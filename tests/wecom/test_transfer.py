@@ -15,9 +15,9 @@ from siyu.cli import app
 from siyu.config import Settings
 from siyu.wecom import service as wecom_service
 from siyu.wecom.events import process_until_idle
-from siyu.wecom.simulator import ApiFaults, CallbackFaults
+from siyu.wecom.simulator import CallbackFaults
 from siyu.wecom.transfer import TransferRefused, refresh, transfer
-from tests.wecom.world import World, cli_env, world
+from tests.wecom.world import MIXED_FAULTS, World, cli_env, world
 
 CUSTOMERS = 5
 
@@ -121,14 +121,7 @@ def test_a_resigned_guides_customers_are_transferred_and_tracked(settings: Setti
 
 
 def test_the_same_transfer_with_failures_injected_ends_the_same(settings: Settings) -> None:
-    faults = ApiFaults(
-        expire_tokens_every=7,
-        rate_limit_every=5,
-        busy_every=11,
-        server_error_every=13,
-        timeout_every=17,
-        timeout_seconds=0.6,
-    )
+    faults = MIXED_FAULTS
     with world(
         settings,
         api_faults=faults,

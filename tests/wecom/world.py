@@ -28,6 +28,17 @@ from siyu.wecom.simulator import (
 from siyu.wecom.tokens import DbTokenStore
 from tests.wecom.helpers import AES_KEY, CORP_ID, SECRET, TOKEN, wecom_settings
 
+# Every kind of API failure at once, at co-prime periods, for the "ends the same under
+# failures" tests: expired tokens, rate limits, busy, server errors and client timeouts.
+MIXED_FAULTS = ApiFaults(
+    expire_tokens_every=7,
+    rate_limit_every=5,
+    busy_every=11,
+    server_error_every=13,
+    timeout_every=17,
+    timeout_seconds=0.6,
+)
+
 
 @dataclass
 class World:
