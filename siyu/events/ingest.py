@@ -64,8 +64,15 @@ def _instant(value: Any, tz: str, now: datetime) -> str:
     at = at.astimezone(UTC)
     if at > now:
         raise Rejected("occurred_at", f"{value} is in the future")
-    # "2025-11-01 01:00:00.000000+00:00" less its offset; several times faster than strftime
-    return at.isoformat(" ", "microseconds")[:-6]
+    return _utc_text(at)
+
+
+def _utc_text(at: datetime) -> str:
+    """A UTC instant (aware) in the form SQLAlchemy stores on SQLite (siyu.db.sqlite_ts):
+    `2025-11-01 01:00:00.000000`. Cut from orjson's ISO form, which omits a zero fraction:
+    ~0.3 µs where isoformat takes ~0.9 and strftime more."""
+    iso = orjson.dumps(at).decode()  # "2025-11-01T01:00:00[.000120]+00:00" with the quotes
+    return f"{iso[1:11]} {iso[12:20]}{iso[20:27] if iso[20] == '.' else '.000000'}"
 
 
 @lru_cache(maxsize=4_096)
@@ -177,18 +184,20 @@ class _Raw:
 
 
 @lru_cache(maxsize=65_536)
-def _identifier(key: str) -> tuple[str, str] | str:
-    """`type:value` normalised, or why it is not an identifier (keys repeat: memoised)."""
+def _classify(key: str) -> int | tuple[str, str] | str:
+    """A customer key as an id, a normalised `(type, value)`, or why it is neither (keys repeat:
+    memoised)."""
+    if key.isascii() and key.isdigit():
+        return int(key) if len(key) <= 18 else f"no customer {key}"
     try:
         return parse_key(key)
     except InvalidIdentifier as e:
         return str(e)
 
 
-def _utc_text(at: datetime) -> str:
-    """A UTC instant (as `_occurred` gives) in the form SQLAlchemy stores on SQLite
-    (siyu.db.sqlite_ts) — isoformat, several times faster than strftime."""
-    return at.replace(tzinfo=None).isoformat(" ", "microseconds")
+# What the store holds for a normalised identifier (an HMAC for phones and emails, ~2 µs):
+# memoised as the keys are, per keyring.
+_stored_value = lru_cache(maxsize=65_536)(pii.stored_value)
 
 
 def _resolve(
@@ -202,17 +211,13 @@ def _resolve(
     by_id: dict[int, list[str]] = defaultdict(list)
     by_value: dict[tuple[str, str], list[str]] = defaultdict(list)
     for key in keys:
-        if key.isascii() and key.isdigit():
-            if len(key) > 18:
-                why[key] = f"no customer {key}"
-            else:
-                by_id[int(key)].append(key)
-            continue
-        parsed = _identifier(key)
-        if isinstance(parsed, str):
-            why[key] = parsed
+        kind = _classify(key)
+        if type(kind) is int:
+            by_id[kind].append(key)
+        elif type(kind) is str:
+            why[key] = kind
         else:
-            by_value[parsed].append(key)
+            by_value[kind].append(key)  # type: ignore[index]
     if by_id:
         rows = raw.customers(brand_id, list(by_id))
         live = {int(r[0]): int(r[1] or r[0]) for r in rows}
@@ -224,7 +229,7 @@ def _resolve(
                     why[key] = f"no customer {cid}"
     per_type: dict[str, dict[str, str]] = defaultdict(dict)  # type → stored value → value
     for id_type, value in by_value:
-        per_type[id_type][pii.stored_value(ring, id_type, value)] = value
+        per_type[id_type][_stored_value(ring, id_type, value)] = value
     known: dict[tuple[str, str], int | None] = {}
     for id_type, values in per_type.items():
         rows = raw.identifiers(brand_id, id_type, list(values))
@@ -282,7 +287,7 @@ def _insert(raw: _Raw, brand_id: int, rows: list[tuple[Valid, int | None]], now:
         ).decode()
         raw.cur.execute(PG_INSERT, [brand_id, now, doc])
         return {k for (k,) in raw.cur.fetchall()}
-    recorded = _utc_text(now.astimezone(UTC))
+    recorded = _utc_text(now)
     values = [(brand_id, v[1], v[0], c, v[3], recorded, v[4]) for v, c in rows]
     return {k for (k,) in sqlite_insert(raw.cur.connection, TABLE, COLUMNS, ("idempotency_key",),
                                         values)}  # fmt: skip
