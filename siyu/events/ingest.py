@@ -61,7 +61,10 @@ def _instant(value: Any, tz: str, now: datetime) -> str:
         raise Rejected("occurred_at", f"{value!r} is not an ISO 8601 timestamp") from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=_zone(tz))
-    at = at.astimezone(UTC)
+    try:
+        at = at.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+08:00: before year 1 in UTC
+        raise Rejected("occurred_at", f"{value} is out of range") from None
     if at > now:
         raise Rejected("occurred_at", f"{value} is in the future")
     return _utc_text(at)

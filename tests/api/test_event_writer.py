@@ -128,3 +128,18 @@ def test_the_stored_text_of_an_instant_is_the_one_sqlalchemy_stores() -> None:
     instants += [t.replace(microsecond=0) for t in instants[-1_000:]]
     for at in instants:
         assert _utc_text(at) == sqlite_ts(at), at
+
+
+def test_a_time_out_of_range_in_utc_is_rejected_alone() -> None:
+    """0001-01-01 at +08:00 is before year 1 in UTC: rejected with its field like any bad time
+    (it was an OverflowError — a 500 for every request written in the same transaction)."""
+    from siyu.events.ingest import Rejected, check
+
+    out = check([ev("a", None, occurred_at="0001-01-01T00:00:00+08:00"),
+                 ev("b", None, occurred_at="0001-01-01T00:00:00"),  # brand-local: +08:00
+                 ev("c", None)], "Asia/Shanghai")  # fmt: skip
+    assert [type(x) for x in out] == [Rejected, Rejected, tuple]
+    assert [(x.field, str(x)) for x in out[:2]] == [
+        ("occurred_at", "0001-01-01T00:00:00+08:00 is out of range"),
+        ("occurred_at", "0001-01-01T00:00:00 is out of range"),
+    ]
