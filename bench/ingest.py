@@ -74,8 +74,10 @@ def prepare(settings: Settings, customers: int, work: Path) -> str:
 def event(run: str, i: int, customers: int) -> dict[str, object]:
     n = i % customers
     who = str(n + 1) if i % 2 else f"phone:139{n:08d}"  # ids 1…customers all exist
+    # a stream: one event a second, each timestamp its own (none parsed once for many events)
+    at = f"2025-11-01T{9 + i // 3600 % 12:02d}:{i // 60 % 60:02d}:{i % 60:02d}+08:00"
     return {"type": "coupon.claimed", "idempotency_key": f"{run}-{i}", "customer": who,
-            "occurred_at": "2025-11-01T09:00:00+08:00",
+            "occurred_at": at,
             "payload": {"coupon": f"C{i % 50}", "store": "S001"}}  # fmt: skip
 
 

@@ -23,7 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from siyu.api_errors import ApiError, refuse_nul
 from siyu.app import BEARER, AppContext, bearer_caller, context, needs_fast
 from siyu.auth.principal import Principal
-from siyu.events.ingest import MAX_EVENTS, RESERVED, record_many
+from siyu.events.ingest import MAX_EVENTS, RESERVED, Checked, check, record_many
 from siyu.fastpath import Handler, Scope, header
 
 router = APIRouter(tags=["events"])
@@ -85,14 +85,15 @@ class GroupCommit:
     transaction (SQLite has one writer anyway; on PostgreSQL it saves a commit per request)."""
 
     def __init__(self) -> None:
-        self.pending: list[tuple[Principal, list[Any], asyncio.Future[dict[str, Any]]]] = []
+        self.pending: list[tuple[Principal, Checked, asyncio.Future[dict[str, Any]]]] = []
         self.busy = False
         self.task: asyncio.Task[None] | None = None  # held: a running task must be referenced
 
     async def submit(self, ctx: AppContext, who: Principal, items: list[Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self.pending.append((who, items, done))
+        # validated here, on the event loop, while the writer's transaction runs in its thread
+        self.pending.append((who, check(items, ctx.settings.timezone), done))
         if not self.busy:
             self.busy = True
             self.task = loop.create_task(self._drain(ctx))
@@ -109,7 +110,7 @@ class GroupCommit:
                 batches = [(who, items) for who, items, _ in group]
                 try:
                     results = await run_in_threadpool(
-                        record_many, ctx.engine, ctx.brand_id, ctx.settings.timezone, batches
+                        record_many, ctx.engine, ctx.brand_id, batches
                     )
                 except Exception as e:  # every request of the group learns of the failure
                     for *_, done in group:

@@ -9,19 +9,20 @@ The statements bypass SQLAlchemy's compilation and result processing, which cost
 inserts themselves at a thousand callbacks a second (bench/wecom_callbacks.py):
 - PostgreSQL: one fixed statement per table whatever the batch size, with one array parameter per
   column (`unnest`), sent in psycopg's binary format — psycopg prepares it after a few uses.
-- SQLite: multi-row `VALUES`, split so no statement binds more parameters than the library allows.
+- SQLite: multi-row `VALUES`, split so no statement binds more parameters than the library allows
+  (siyu.raw_insert, shared with the event ingest).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection
 
 from siyu.db import sqlite_ts
+from siyu.raw_insert import names, sqlite_insert
 
 NONCE_TABLE = "wecom_callback_nonce"
 EVENT_TABLE = "wecom_callback_event"
@@ -81,8 +82,8 @@ def _pg_insert(raw: Any, table: str, columns: tuple[str, ...], returning: tuple[
     if sql is None:
         arrays = ", ".join(f"%b::{_PG_TYPES[c]}[]" for c in columns)
         sql = _PG_SQL[table] = (
-            f"INSERT INTO {table} ({_names(columns)}) SELECT * FROM unnest({arrays}) "
-            f"ON CONFLICT DO NOTHING RETURNING {_names(returning)}"
+            f"INSERT INTO {table} ({names(columns)}) SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT DO NOTHING RETURNING {names(returning)}"
         )
     with raw.cursor() as cur:
         cur.execute(sql, [[row[c] for row in rows] for c in columns])
@@ -95,25 +96,5 @@ _PG_SQL: dict[str, str] = {}
 def _sqlite_insert(raw: sqlite3.Connection, table: str, columns: tuple[str, ...],
                    returning: tuple[str, ...], rows: list[dict[str, Any]]
                    ) -> list[tuple[Any, ...]]:  # fmt: skip
-    per_statement = max(1, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns))
-    out: list[tuple[Any, ...]] = []
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        params = [
-            sqlite_ts(row[c]) if c in _TIMESTAMPS else row[c] for row in chunk for c in columns
-        ]
-        out.extend(raw.execute(_sqlite_sql(table, columns, returning, len(chunk)), params))
-    return out
-
-
-@lru_cache(maxsize=128)  # batch sizes vary; most batches are small
-def _sqlite_sql(table: str, columns: tuple[str, ...], returning: tuple[str, ...], n: int) -> str:
-    one = "(" + ", ".join("?" * len(columns)) + ")"
-    return (
-        f"INSERT INTO {table} ({_names(columns)}) VALUES {', '.join([one] * n)} "
-        f"ON CONFLICT DO NOTHING RETURNING {_names(returning)}"
-    )
-
-
-def _names(columns: tuple[str, ...]) -> str:
-    return ", ".join(f'"{c}"' for c in columns)
+    values = [[sqlite_ts(row[c]) if c in _TIMESTAMPS else row[c] for c in columns] for row in rows]
+    return sqlite_insert(raw, table, columns, returning, values)

@@ -105,3 +105,41 @@ class _Broken:
 
     def begin(self) -> Any:
         raise RuntimeError("database unreachable")
+
+
+def test_the_stored_text_of_an_instant_is_the_one_sqlalchemy_stores() -> None:
+    """siyu.events.ingest writes occurred_at / recorded_at as text on SQLite, cut from orjson's
+    ISO form: it must be SQLAlchemy's form (siyu.db.sqlite_ts), fraction or not, so that stored
+    instants compare as text with those the ORM wrote."""
+    import random
+    from datetime import timedelta
+
+    from siyu.db import sqlite_ts
+    from siyu.events.ingest import _utc_text
+
+    rnd = random.Random(7)
+    start = datetime(1000, 1, 1, tzinfo=UTC)
+    span = int((datetime(9999, 12, 31, tzinfo=UTC) - start).total_seconds() * 1e6)
+    instants = [
+        datetime(2025, 7, 20, 1, 0, tzinfo=UTC),
+        datetime(2025, 7, 20, 1, 0, 0, 1, tzinfo=UTC),
+    ]
+    instants += [start + timedelta(microseconds=rnd.randrange(span)) for _ in range(5_000)]
+    instants += [t.replace(microsecond=0) for t in instants[-1_000:]]
+    for at in instants:
+        assert _utc_text(at) == sqlite_ts(at), at
+
+
+def test_a_time_out_of_range_in_utc_is_rejected_alone() -> None:
+    """0001-01-01 at +08:00 is before year 1 in UTC: rejected with its field like any bad time
+    (it was an OverflowError — a 500 for every request written in the same transaction)."""
+    from siyu.events.ingest import Rejected, check
+
+    out = check([ev("a", None, occurred_at="0001-01-01T00:00:00+08:00"),
+                 ev("b", None, occurred_at="0001-01-01T00:00:00"),  # brand-local: +08:00
+                 ev("c", None)], "Asia/Shanghai")  # fmt: skip
+    assert [type(x) for x in out] == [Rejected, Rejected, tuple]
+    assert [(x.field, str(x)) for x in out[:2]] == [
+        ("occurred_at", "0001-01-01T00:00:00+08:00 is out of range"),
+        ("occurred_at", "0001-01-01T00:00:00 is out of range"),
+    ]
