@@ -186,20 +186,21 @@ def _json_pieces(value: Any) -> Iterator[str | Expr]:
         yield json.dumps(value, ensure_ascii=False)
 
 
-# customer fields from `customer c` / `fan_names n`, the guide's from the plan row `p`
-# (empty when a customer has no guide, as EMPTY_STAFF / EMPTY_STORE in siyu.sop.send).
+# customer fields from `customer c` / `fan_names n`, the guide's from `staff s` / `store st`
+# of the plan row `p` (empty when a customer has no guide, as EMPTY_STAFF / EMPTY_STORE in
+# siyu.sop.send).
 _FIELD_SQL = {
     ("customer", "id"): "CAST(p.customer_id AS TEXT)",
     ("customer", "name"): "coalesce(n.name, '')",
     ("customer", "gender"): "coalesce(c.gender, '')",
     ("customer", "city"): "coalesce(c.city, '')",
     ("customer", "birthday"): "coalesce(CAST(c.birthday AS TEXT), '')",
-    ("staff", "code"): "coalesce(p.staff_code, '')",
-    ("staff", "name"): "coalesce(p.staff_name, '')",
-    ("store", "code"): "coalesce(p.st_code, '')",
-    ("store", "name"): "coalesce(p.st_name, '')",
-    ("store", "city"): "coalesce(p.st_city, '')",
-    ("store", "region"): "coalesce(p.st_region, '')",
+    ("staff", "code"): "coalesce(s.code, '')",
+    ("staff", "name"): "coalesce(s.name, '')",
+    ("store", "code"): "coalesce(st.code, '')",
+    ("store", "name"): "coalesce(st.name, '')",
+    ("store", "city"): "coalesce(st.city, '')",
+    ("store", "region"): "coalesce(st.region, '')",
 }
 
 
@@ -225,7 +226,8 @@ def _payload(q: _Sql, defn: Definition, version: int, kind: str, occurrence: str
         att.append({"msgtype": "miniprogram", "miniprogram": {
             "title": Expr(q.template(m.title, occurrence)), "pic_media_id": m.pic_media_id,
             "appid": m.appid, "page": m.page}})  # fmt: skip
-    return q.json({"kind": kind, "sender": Expr("p.sender"), "external_userid": Expr("p.ext"),
+    return q.json({"kind": kind, "sender": Expr("coalesce(s.wecom_userid, s.code)"),
+                   "external_userid": Expr("p.ext"),
                    "text": text_, "attachments": att, "sop": sop})  # fmt: skip
 
 
@@ -411,10 +413,8 @@ class _Fire:
         """Temporary tables, the audience (when it is a segment) and the caps."""
         conn = self.conn
         for ddl in (
-            "fan_plan (customer_id BIGINT PRIMARY KEY, holdout BOOLEAN, note VARCHAR(200), staff_code VARCHAR(64), "
-            "staff_name VARCHAR(200), sender VARCHAR(64), ext VARCHAR(200), st_code VARCHAR(64), "
-            "st_name VARCHAR(200), st_city VARCHAR(100), st_region VARCHAR(100), "
-            "phone VARCHAR(200), phone_sealed TEXT)",
+            "fan_plan (customer_id BIGINT PRIMARY KEY, holdout BOOLEAN, note VARCHAR(200), "
+            "staff_id BIGINT, ext VARCHAR(200), phone VARCHAR(200), phone_sealed TEXT)",
             "fan_new (customer_id BIGINT PRIMARY KEY)",
             "fan_names (customer_id BIGINT PRIMARY KEY, name TEXT)",
         ):
@@ -510,25 +510,21 @@ class _Fire:
         unreachable = ("unreachable: no active WeCom friend" if self.channel == "wecom"
                        else "unreachable: no phone")  # fmt: skip
         self.x(
-            "INSERT INTO fan_plan (customer_id, holdout, note, staff_code, staff_name, sender, "
-            "ext, st_code, st_name, st_city, st_region, phone, phone_sealed) "
+            "INSERT INTO fan_plan (customer_id, holdout, note, staff_id, ext, phone, phone_sealed) "
             "SELECT f.customer_id, f.holdout, CASE WHEN f.holdout THEN NULL "
             "WHEN oo.customer_id IS NOT NULL THEN :n_out "
             f"WHEN {reach} THEN :n_reach WHEN {self.capped} THEN 'capped: frequency limit' END, "
-            "o.staff_code, o.staff_name, o.sender, o.ext, o.st_code, o.st_name, o.st_city, "
-            f"o.st_region, ph.value, ph.value_sealed FROM (SELECT a.id AS customer_id, "
+            f"o.staff_id, o.ext, ph.value, ph.value_sealed FROM (SELECT a.id AS customer_id, "
             f"{held_sql} AS holdout FROM ({self.source}) a WHERE a.id >= :lo AND a.id < :hi) f "
             f"LEFT JOIN (SELECT DISTINCT i.customer_id FROM opt_out x {lookup.RESOLVE} "
             "  WHERE x.brand_id = :b AND x.created_at <= :now "
             "  AND (x.channel IS NULL OR x.channel = :ch) "
             "  AND i.customer_id >= :lo AND i.customer_id < :hi) oo "
             "  ON oo.customer_id = f.customer_id "
-            "LEFT JOIN (SELECT * FROM (SELECT i.customer_id, s.code AS staff_code, "
-            "  s.name AS staff_name, coalesce(s.wecom_userid, s.code) AS sender, x.id_value AS ext, "
-            "  st.code AS st_code, st.name AS st_name, st.city AS st_city, st.region AS st_region, "
+            "LEFT JOIN (SELECT * FROM (SELECT i.customer_id, x.staff_id, x.id_value AS ext, "
             "  row_number() OVER (PARTITION BY i.customer_id ORDER BY x.created_at DESC, x.id DESC) AS rn "
             f"  FROM connection x {lookup.RESOLVE} JOIN staff s ON s.id = x.staff_id "
-            "  LEFT JOIN store st ON st.id = s.store_id WHERE x.brand_id = :b "
+            "  WHERE x.brand_id = :b "
             "  AND x.kind = 'wecom_friend' AND x.id_type = 'external_userid' "
             "  AND x.created_at <= :now AND (x.ended_at IS NULL OR x.ended_at > :now) "
             "  AND i.customer_id >= :lo AND i.customer_id < :hi) q WHERE q.rn = 1) o "
@@ -562,6 +558,7 @@ class _Fire:
             f"SELECT :b, CAST(:kp AS TEXT) || p.customer_id || CAST(:ks AS TEXT), :ch, "
             f"p.customer_id, {self.payload_sql}, 'pending', 0, :rel, :now FROM {source} "
             f"JOIN fan_plan p ON p.customer_id = k.customer_id {row}"
+            "LEFT JOIN staff s ON s.id = p.staff_id LEFT JOIN store st ON st.id = s.store_id "
             "LEFT JOIN fan_names n ON n.customer_id = p.customer_id "
             f"WHERE true {order}ON CONFLICT (brand_id, dedup_key) DO NOTHING"
         )
