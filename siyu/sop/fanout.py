@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 CHANNELS = ("wecom", "sms")
 PART = 100_000  # customer ids per part (one transaction each)
-PARALLEL = 1  # lanes of parts in flight on PostgreSQL (2 was slower on a loaded 2-core machine)
+PARALLEL = 2  # lanes of parts in flight on PostgreSQL (2 beat 1 by ~15 %, bench/RESULTS.md)
 EVERYONE = "SELECT id FROM customer WHERE brand_id = :b AND merged_into_id IS NULL"
 WORK_MEM = "64MB"  # for one part's transaction on PostgreSQL
 CONTEXT = ("customer", "staff", "store", "sop")  # what a customer send's templates may read
