@@ -51,7 +51,9 @@ class OutboxItem(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"))
+    # No foreign key: a per-row trigger on a fan-out's insert, for a brand never deleted
+    # (migration 0017_sop_hot_tables).
+    brand_id: Mapped[int] = mapped_column(BigId)
     dedup_key: Mapped[str] = mapped_column(String(200))
     adapter: Mapped[str] = mapped_column(String(32))  # wecom / group / sms / webhook …
     customer_id: Mapped[int | None] = mapped_column(BigInteger)

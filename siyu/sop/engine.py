@@ -18,7 +18,18 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, Connection, Engine, and_, cast, func, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    and_,
+    cast,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from siyu.audit import service as audit
@@ -296,12 +307,7 @@ def _advance(rt: Runtime, report: TickReport, later: list[Later] | None = None) 
     The first sweep runs each fan-out of `later` when it has passed the ids enrolled before
     that SOP fired — where the fan-out's journeys would have been."""
     waiting = list(later or [])
-    due = and_(
-        SopEnrollment.brand_id == rt.brand_id,
-        SopEnrollment.status == "active",
-        SopEnrollment.due_at <= rt.now,
-        Sop.status == "active",
-    )
+    due = due_journeys(rt.brand_id, rt.now)
     pg = rt.engine.dialect.name == "postgresql"
     for _ in range(MAX_ROUNDS):
         with rt.engine.connect() as conn:
@@ -338,6 +344,19 @@ def _advance(rt: Runtime, report: TickReport, later: list[Later] | None = None) 
             _fan(rt, waiting.pop(0), report)
         if not ids:
             return
+
+
+def due_journeys(brand_id: int, now: datetime) -> Any:
+    """The journeys a sweep runs: active, due, of an active SOP (join `Sop`)."""
+    return and_(
+        SopEnrollment.brand_id == brand_id,
+        # a literal, not a bound value: the partial index ix_sop_enrollment_due (WHERE
+        # status = 'active') stays usable in a generic plan (psycopg prepares a statement
+        # run five times on a connection, and PostgreSQL may then plan without the values)
+        SopEnrollment.status == literal_column("'active'"),
+        SopEnrollment.due_at <= now,
+        Sop.status == "active",
+    )
 
 
 def _batches(ids: list[int], cuts: list[int]) -> list[list[int]]:

@@ -5,16 +5,20 @@ The common big case — a schedule-triggered SOP whose journey is one send step 
 (enroll each journey, then plan, render and move it on in batches). For one cron instant it
 runs, per part of the audience by customer-id range, one transaction of:
 
-1. the candidates: the audience (every live customer, or the segment's members as of the
-   instant) with the holdout flag (`guards.in_holdout`: SHA-256 in SQL on PostgreSQL);
-2. the plan: the first guard each non-holdout candidate fails, in the per-journey path's order
-   (opt-out for the channel → reachable: an active WeCom friend / a phone → the marketing caps,
-   counted once per fire over the outbox), with the newest guide and their store, or the phone;
+1. the plan (one statement into fan_plan): the candidates — the audience (every live
+   customer, or the segment's members as of the instant) — with the holdout flag
+   (`guards.in_holdout`: SHA-256 in SQL on PostgreSQL) and, outside the holdout, the first
+   guard each fails, in the per-journey path's order (opt-out for the channel → reachable: an
+   active WeCom friend / a phone → the marketing caps, counted once per fire over the
+   outbox), with the newest guide and their store, or the phone;
+2. the names the templates show, opened from their seal in Python (`_Names`, a part ahead on
+   a connection of its own, while the database stores the previous part), into fan_names;
 3. the journeys, inserted already finished (`done`, step 1, the guard's note) or in the holdout,
-   `ON CONFLICT DO NOTHING` — only journeys new here go on, so a re-run enrolls nobody twice;
-4. the outbox rows of the new journeys that passed every guard, their payload built in SQL
-   (plain templates become concatenations; names are opened from their seal in Python), and
-   one audit row for the part.
+   `ON CONFLICT DO NOTHING` — only journeys new here go on, so a re-run enrolls nobody twice —
+   and the outbox rows of the new journeys that passed every guard, their payload built in SQL
+   (plain templates become concatenations, the JSON around them is encoded once per fire):
+   on PostgreSQL one statement (the journeys' RETURNING feeds the outbox INSERT), on SQLite
+   two, through fan_new; and one audit row for the part.
 
 With PARALLEL > 1 (PostgreSQL), that many lanes on connections of their own take turns at parts.
 
@@ -27,7 +31,10 @@ tests/sop/test_fanout.py checks that both paths store the same journeys, rows an
 from __future__ import annotations
 
 import itertools
+import json
+from bisect import bisect_left
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -49,8 +56,9 @@ if TYPE_CHECKING:
 
 CHANNELS = ("wecom", "sms")
 PART = 100_000  # customer ids per part (one transaction each)
-PARALLEL = 1  # lanes of parts in flight on PostgreSQL (2 was slower on a loaded 2-core machine)
+PARALLEL = 2  # lanes of parts in flight on PostgreSQL (2 beat 1 by ~15 %, bench/RESULTS.md)
 EVERYONE = "SELECT id FROM customer WHERE brand_id = :b AND merged_into_id IS NULL"
+WORK_MEM = "64MB"  # for one part's transaction on PostgreSQL
 CONTEXT = ("customer", "staff", "store", "sop")  # what a customer send's templates may read
 
 
@@ -120,7 +128,26 @@ class _Sql:
         return "(" + " || ".join(out) + ")" if out else self.lit("")
 
     def json(self, value: Any) -> str:
-        """A JSON expression of a structure whose leaves are literals or `Expr`."""
+        """A JSON expression of a structure whose leaves are literals or `Expr`.
+
+        On PostgreSQL the JSON text is one concatenation cast to JSON: what is constant is
+        encoded here, once per fire, and only the expressions are quoted per row (to_json) —
+        about half the cost of json_build_object, which rebuilds every constant object and
+        looks each argument's type up again for every row."""
+        if self.pg:
+            out: list[str] = []
+            constant = ""
+            for piece in _json_pieces(value):
+                if isinstance(piece, Expr):
+                    if constant:
+                        out.append(self.lit(constant))
+                    constant = ""
+                    out.append(f"coalesce(CAST(to_json({piece.sql}) AS TEXT), 'null')")
+                else:
+                    constant += piece
+            if constant:
+                out.append(self.lit(constant))
+            return f"CAST(({' || '.join(out)}) AS JSON)"
         if isinstance(value, Expr):
             return value.sql
         if isinstance(value, dict):
@@ -138,20 +165,42 @@ class Expr:
     sql: str
 
 
-# customer fields from `customer c` / `fan_names n`, the guide's from the plan row `p`
-# (empty when a customer has no guide, as EMPTY_STAFF / EMPTY_STORE in siyu.sop.send).
+def _json_pieces(value: Any) -> Iterator[str | Expr]:
+    """The JSON text of `value` in pieces: encoded text, and the `Expr` leaves in between."""
+    if isinstance(value, Expr):
+        yield value
+    elif isinstance(value, dict):
+        yield "{"
+        for i, (k, v) in enumerate(value.items()):
+            yield (", " if i else "") + json.dumps(k, ensure_ascii=False) + ": "
+            yield from _json_pieces(v)
+        yield "}"
+    elif isinstance(value, list):
+        yield "["
+        for i, v in enumerate(value):
+            if i:
+                yield ", "
+            yield from _json_pieces(v)
+        yield "]"
+    else:
+        yield json.dumps(value, ensure_ascii=False)
+
+
+# customer fields from `customer c` / `fan_names n`, the guide's from `staff s` / `store st`
+# of the plan row `p` (empty when a customer has no guide, as EMPTY_STAFF / EMPTY_STORE in
+# siyu.sop.send).
 _FIELD_SQL = {
     ("customer", "id"): "CAST(p.customer_id AS TEXT)",
     ("customer", "name"): "coalesce(n.name, '')",
     ("customer", "gender"): "coalesce(c.gender, '')",
     ("customer", "city"): "coalesce(c.city, '')",
     ("customer", "birthday"): "coalesce(CAST(c.birthday AS TEXT), '')",
-    ("staff", "code"): "coalesce(p.staff_code, '')",
-    ("staff", "name"): "coalesce(p.staff_name, '')",
-    ("store", "code"): "coalesce(p.st_code, '')",
-    ("store", "name"): "coalesce(p.st_name, '')",
-    ("store", "city"): "coalesce(p.st_city, '')",
-    ("store", "region"): "coalesce(p.st_region, '')",
+    ("staff", "code"): "coalesce(s.code, '')",
+    ("staff", "name"): "coalesce(s.name, '')",
+    ("store", "code"): "coalesce(st.code, '')",
+    ("store", "name"): "coalesce(st.name, '')",
+    ("store", "city"): "coalesce(st.city, '')",
+    ("store", "region"): "coalesce(st.region, '')",
 }
 
 
@@ -177,7 +226,8 @@ def _payload(q: _Sql, defn: Definition, version: int, kind: str, occurrence: str
         att.append({"msgtype": "miniprogram", "miniprogram": {
             "title": Expr(q.template(m.title, occurrence)), "pic_media_id": m.pic_media_id,
             "appid": m.appid, "page": m.page}})  # fmt: skip
-    return q.json({"kind": kind, "sender": Expr("p.sender"), "external_userid": Expr("p.ext"),
+    return q.json({"kind": kind, "sender": Expr("coalesce(s.wecom_userid, s.code)"),
+                   "external_userid": Expr("p.ext"),
                    "text": text_, "attachments": att, "sop": sop})  # fmt: skip
 
 
@@ -185,8 +235,13 @@ def holdout_sql(
     conn: Connection, sop_key: str, share: float, column: str
 ) -> tuple[str, dict[str, Any]]:
     """`guards.in_holdout(sop_key, <column>, share)` as a SQL condition: SHA-256 in SQL on
-    PostgreSQL (the first 8 bytes, compared with the exact integer bound the float test
-    implies), the Python function itself registered on SQLite."""
+    PostgreSQL, the Python function itself registered on SQLite.
+
+    in_holdout holds a customer out when the digest's first 8 bytes, read as an unsigned
+    big-endian integer u, have u / 2**64 < share, i.e. u < `_bound(share)`. On PostgreSQL
+    that is one bytea comparison, digest < the bound's 8 bytes: bytea compares bytewise
+    (unsigned, most significant first), and a 32-byte digest whose first 8 bytes equal the
+    bound sorts after it, as u = bound is not held."""
     if share <= 0:
         return "1 = 0", {}
     if conn.dialect.name != "postgresql":
@@ -197,15 +252,11 @@ def holdout_sql(
             deterministic=True,
         )  # fmt: skip
         return f"sop_holdout({column}) = 1", {}
-    bound = _bound(share)  # held ⇔ unsigned(first 8 bytes) < bound
+    bound = _bound(share)
     if bound >= 2**64:
         return "1 = 1", {}
-    h = (f"CAST(CAST('x' || encode(substring(sha256(convert_to('holdout:' || CAST(:hk AS TEXT) "
-         f"|| ':' || {column}, 'UTF8')) FROM 1 FOR 8), 'hex') AS BIT(64)) AS BIGINT)")  # fmt: skip
-    if bound <= 2**63:  # unsigned < bound ⇔ signed in [0, bound)
-        return f"{h} BETWEEN 0 AND :hb", {"hk": sop_key, "hb": bound - 1}
-    # unsigned ≥ bound ⇔ signed in [bound - 2**64, -1]
-    return f"NOT ({h} BETWEEN :hb AND -1)", {"hk": sop_key, "hb": bound - 2**64}
+    digest = f"sha256(convert_to('holdout:' || CAST(:hk AS TEXT) || ':' || {column}, 'UTF8'))"
+    return f"{digest} < CAST(:hb AS BYTEA)", {"hk": sop_key, "hb": bound.to_bytes(8, "big")}
 
 
 def _bound(share: float) -> int:
@@ -236,23 +287,29 @@ def run(rt: Runtime, sop: Sop, defn: Definition, fired: triggers.Fired, report: 
     lanes = max(1, min(lanes, len(parts)))
 
     def lane(n: int) -> Counter[Any]:
-        """Every `lanes`-th part, on a connection of its own (its temporary tables)."""
+        """Every `lanes`-th part, on a connection of its own (its temporary tables); the names
+        of the next part are opened meanwhile (`_Names`)."""
         mine = parts[n::lanes]
         got: Counter[Any] = Counter()
-        with rt.engine.connect() as conn:
+        with rt.engine.connect() as conn, ThreadPoolExecutor(max_workers=1) as opener:
             try:
                 f = _Fire(conn, rt, sop, defn, g, at, occ)
+                ours = None
                 if members is not None:
-                    f.stage([c for c in members if (c - lo) // PART % lanes == n])
-                else:
-                    f.stage(None)
+                    ours = sorted(c for c in members if (c - lo) // PART % lanes == n)
+                f.stage(ours)
                 conn.commit()
-                for a, b in mine:
-                    got += f.part(a, b)
+                names = _Names(rt, pii.keyring(conn), ours) if f.needs_name else None
+                ahead = opener.submit(names.read, *mine[0]) if names and mine else None
+                for i, (a, b) in enumerate(mine):
+                    opened = ahead.result() if ahead else None
+                    if names and i + 1 < len(mine):
+                        ahead = opener.submit(names.read, *mine[i + 1])
+                    got += f.part(a, b, opened)
                     conn.commit()
             finally:
                 conn.rollback()
-                for t in ("fan_aud", "fan_caps", "fan_cand", "fan_plan", "fan_new", "fan_names"):
+                for t in ("fan_aud", "fan_caps", "fan_plan", "fan_new", "fan_names"):
                     conn.execute(text(f"DROP TABLE IF EXISTS {t}"))
                 conn.commit()
         return got
@@ -274,6 +331,40 @@ def run(rt: Runtime, sop: Sop, defn: Definition, fired: triggers.Fired, report: 
     for key, n in totals.items():
         if isinstance(key, tuple):
             report.notes[key[1].split(":")[0]] += n
+
+
+@dataclass
+class _Names:
+    """The audience's names by part, opened from their seal in Python (the key never reaches
+    the database) on a connection of its own: a lane opens the next part's names while the
+    database stores this part's rows. Every name of the part's audience is opened, the few
+    held out or stopped by a guard included."""
+
+    rt: Runtime
+    ring: pii.Keyring
+    members: list[int] | None  # sorted; None: every live customer
+
+    def read(self, lo: int, hi: int) -> list[tuple[int, str]]:
+        sql = (
+            "SELECT id, name_sealed FROM customer WHERE brand_id = :b AND id >= :lo "
+            "AND id < :hi AND name_sealed IS NOT NULL"
+        )
+        params: dict[str, Any] = {"b": self.rt.brand_id, "lo": lo, "hi": hi}
+        with self.rt.engine.connect() as conn:
+            if self.members is None:
+                sql += " AND merged_into_id IS NULL"
+            else:
+                ids = self.members[bisect_left(self.members, lo) : bisect_left(self.members, hi)]
+                if not ids:
+                    return []
+                if conn.dialect.name == "postgresql":
+                    sql += " AND id = ANY(CAST(:ids AS BIGINT[]))"
+                    params["ids"] = ids
+                else:
+                    sql += " AND id IN (SELECT value FROM json_each(:ids))"
+                    params["ids"] = json.dumps(ids)
+            rows = conn.execute(text(sql), params).all()
+        return [(int(c), self.ring.open_(v)) for c, v in rows]
 
 
 def _span(rt: Runtime, members: set[int] | None) -> tuple[int, int]:
@@ -306,9 +397,10 @@ class _Fire:
             "now": lookup.ts(conn, rt.now), "at": lookup.ts(conn, at),
             "rel": lookup.ts(conn, self.release), "kp": self.key_prefix, "ks": f":{occ}",
         }  # fmt: skip
-        self.needs_name = any(
-            ("customer", "name") in (_plain(t) or ()) for t in _templates(send.variants[0])
-        )
+        fields = {p for t in _templates(send.variants[0]) for p in _plain(t) or ()}
+        self.needs_name = ("customer", "name") in fields
+        # the customer row itself is read only for the fields the templates show from it
+        self.needs_row = any(("customer", f) in fields for f in ("gender", "city", "birthday"))
         q = _Sql(self.pg, {}, {"key": defn.key, "name": defn.name})
         self.payload_sql = _payload(q, defn, version, g.kind, occ)
         self.payload_params = q.params
@@ -321,11 +413,8 @@ class _Fire:
         """Temporary tables, the audience (when it is a segment) and the caps."""
         conn = self.conn
         for ddl in (
-            "fan_cand (customer_id BIGINT PRIMARY KEY, holdout BOOLEAN)",
-            "fan_plan (customer_id BIGINT PRIMARY KEY, note VARCHAR(200), staff_code VARCHAR(64), "
-            "staff_name VARCHAR(200), sender VARCHAR(64), ext VARCHAR(200), st_code VARCHAR(64), "
-            "st_name VARCHAR(200), st_city VARCHAR(100), st_region VARCHAR(100), "
-            "phone VARCHAR(200), phone_sealed TEXT)",
+            "fan_plan (customer_id BIGINT PRIMARY KEY, holdout BOOLEAN, note VARCHAR(200), "
+            "staff_id BIGINT, ext VARCHAR(200), phone VARCHAR(200), phone_sealed TEXT)",
             "fan_new (customer_id BIGINT PRIMARY KEY)",
             "fan_names (customer_id BIGINT PRIMARY KEY, name TEXT)",
         ):
@@ -375,54 +464,67 @@ class _Fire:
         for t in tables:
             self.conn.execute(text(f"{'TRUNCATE' if self.pg else 'DELETE FROM'} {t}"))
 
-    def part(self, lo: int, hi: int) -> Counter[Any]:
+    def part(self, lo: int, hi: int, names: list[tuple[int, str]] | None = None) -> Counter[Any]:
         """Customers with lo ≤ id < hi, in the open transaction: candidates, plan, journeys,
-        outbox rows, audit. Counts: new, held, enqueued, (note, text) → journeys."""
-        self._clear("fan_cand", "fan_plan", "fan_new", "fan_names")
-        held_sql, hp = holdout_sql(self.conn, self.defn.key, self.g.holdout, "a.id")
-        self.x(
-            f"INSERT INTO fan_cand (customer_id, holdout) SELECT a.id, {held_sql} "
-            f"FROM ({self.source}) a WHERE a.id >= :lo AND a.id < :hi",
-            lo=lo, hi=hi, **hp,
-        )  # fmt: skip
-        if self.pg:
-            self.x("ANALYZE fan_cand")
+        outbox rows, audit (`names`: the part's, opened). Counts: new, held, enqueued,
+        (note, text) → journeys."""
+        self._clear("fan_plan", "fan_new", "fan_names")
+        if self.pg:  # compiling each part's statements took longer than running them
+            self.x("SET LOCAL jit = off")
         self._plan(lo, hi)
+        if names:
+            self._names(names)
         out: Counter[Any] = Counter()
-        for holdout, note, n in self._enroll():
+        if self.pg:
+            # the part's sorts and hashes in memory (4 MB by default: a spill to disk); not
+            # for the plan, which then hashes all the brand's WeCom friends for every part
+            self.x(f"SET LOCAL work_mem = '{WORK_MEM}'")
+            counts, new = self._enroll_and_send()
+        else:
+            counts, new = self._enroll(), 0
+        for holdout, note, n in counts:
             out["new"] += n
             if holdout:
                 out["held"] += n
             elif note:
                 out[("note", note)] += n
-        if out["new"] - out["held"] - sum(v for k, v in out.items() if isinstance(k, tuple)):
-            out["enqueued"] = self._outbox()
+        if not self.pg and out["new"] - out["held"] - sum(
+            v for k, v in out.items() if isinstance(k, tuple)
+        ):
+            new = self._outbox()
+        if new:
+            out["enqueued"] = new
+            audit.record(
+                self.conn, brand_id=self.rt.brand_id, actor=f"sop:{self.defn.key}",
+                action="send", target=f"sop:{self.defn.key}:v{self.version}:step0",
+                detail={"channel": self.channel, "messages": new},
+            )  # fmt: skip
         return out
 
     def _plan(self, lo: int, hi: int) -> None:
-        """fan_plan: each non-holdout candidate's first failed guard (null: send), guide and
-        phone — siyu.sop.send.plan_customers's order and lookups, as one statement."""
+        """fan_plan: the candidates — the audience with lo ≤ id < hi — with the holdout flag
+        and, outside the holdout, the first guard failed (null: send), guide and phone —
+        siyu.sop.send.plan_customers's order and lookups, as one statement."""
+        held_sql, hp = holdout_sql(self.conn, self.defn.key, self.g.holdout, "a.id")
         reach = "o.customer_id IS NULL" if self.channel == "wecom" else "ph.customer_id IS NULL"
         unreachable = ("unreachable: no active WeCom friend" if self.channel == "wecom"
                        else "unreachable: no phone")  # fmt: skip
         self.x(
-            "INSERT INTO fan_plan (customer_id, note, staff_code, staff_name, sender, ext, "
-            "st_code, st_name, st_city, st_region, phone, phone_sealed) "
-            "SELECT f.customer_id, CASE WHEN oo.customer_id IS NOT NULL THEN :n_out "
+            "INSERT INTO fan_plan (customer_id, holdout, note, staff_id, ext, phone, phone_sealed) "
+            "SELECT f.customer_id, f.holdout, CASE WHEN f.holdout THEN NULL "
+            "WHEN oo.customer_id IS NOT NULL THEN :n_out "
             f"WHEN {reach} THEN :n_reach WHEN {self.capped} THEN 'capped: frequency limit' END, "
-            "o.staff_code, o.staff_name, o.sender, o.ext, o.st_code, o.st_name, o.st_city, "
-            "o.st_region, ph.value, ph.value_sealed FROM fan_cand f "
+            f"o.staff_id, o.ext, ph.value, ph.value_sealed FROM (SELECT a.id AS customer_id, "
+            f"{held_sql} AS holdout FROM ({self.source}) a WHERE a.id >= :lo AND a.id < :hi) f "
             f"LEFT JOIN (SELECT DISTINCT i.customer_id FROM opt_out x {lookup.RESOLVE} "
             "  WHERE x.brand_id = :b AND x.created_at <= :now "
             "  AND (x.channel IS NULL OR x.channel = :ch) "
             "  AND i.customer_id >= :lo AND i.customer_id < :hi) oo "
             "  ON oo.customer_id = f.customer_id "
-            "LEFT JOIN (SELECT * FROM (SELECT i.customer_id, s.code AS staff_code, "
-            "  s.name AS staff_name, coalesce(s.wecom_userid, s.code) AS sender, x.id_value AS ext, "
-            "  st.code AS st_code, st.name AS st_name, st.city AS st_city, st.region AS st_region, "
+            "LEFT JOIN (SELECT * FROM (SELECT i.customer_id, x.staff_id, x.id_value AS ext, "
             "  row_number() OVER (PARTITION BY i.customer_id ORDER BY x.created_at DESC, x.id DESC) AS rn "
             f"  FROM connection x {lookup.RESOLVE} JOIN staff s ON s.id = x.staff_id "
-            "  LEFT JOIN store st ON st.id = s.store_id WHERE x.brand_id = :b "
+            "  WHERE x.brand_id = :b "
             "  AND x.kind = 'wecom_friend' AND x.id_type = 'external_userid' "
             "  AND x.created_at <= :now AND (x.ended_at IS NULL OR x.ended_at > :now) "
             "  AND i.customer_id >= :lo AND i.customer_id < :hi) q WHERE q.rn = 1) o "
@@ -432,32 +534,53 @@ class _Fire:
             "  WHERE brand_id = :b AND id_type = 'phone' AND status <> 'quarantined' "
             "  AND value_sealed IS NOT NULL AND customer_id >= :lo AND customer_id < :hi) q "
             "  WHERE q.rn = 1) ph ON ph.customer_id = f.customer_id AND :ch = 'sms' "
-            "LEFT JOIN fan_caps cap ON cap.customer_id = f.customer_id "
-            "WHERE NOT f.holdout",
-            lo=lo, hi=hi, n_out=f"opted out of {self.channel}", n_reach=unreachable,
+            "LEFT JOIN fan_caps cap ON cap.customer_id = f.customer_id",
+            lo=lo, hi=hi, n_out=f"opted out of {self.channel}", n_reach=unreachable, **hp,
         )  # fmt: skip
 
-    def _enroll(self) -> list[tuple[Any, Any, int]]:
-        """The candidates' journeys, finished or in the holdout; only new ones go on (fan_new).
-        Returns (holdout, note, count) of the new journeys."""
-        insert = (
-            "INSERT INTO sop_enrollment (brand_id, sop_id, version, subject, customer_id, "
-            "chat_id, occurrence, enrolled_at, holdout, status, step_index, due_at, note) "
-            "SELECT :b, :s, :v, 'c:' || f.customer_id, f.customer_id, NULL, :occ, :now, "
-            "f.holdout, CASE WHEN f.holdout THEN 'holdout' ELSE 'done' END, "
-            "CASE WHEN f.holdout THEN 0 ELSE 1 END, :at, p.note "
-            "FROM fan_cand f LEFT JOIN fan_plan p ON p.customer_id = f.customer_id "
-            "WHERE true ORDER BY f.customer_id "
-            "ON CONFLICT (sop_id, version, subject, occurrence) DO NOTHING "
-            "RETURNING customer_id, holdout, note"
+    JOURNEYS = (
+        "INSERT INTO sop_enrollment (brand_id, sop_id, version, subject, customer_id, "
+        "chat_id, occurrence, enrolled_at, holdout, status, step_index, due_at, note) "
+        "SELECT :b, :s, :v, 'c:' || p.customer_id, p.customer_id, NULL, :occ, :now, "
+        "p.holdout, CASE WHEN p.holdout THEN 'holdout' ELSE 'done' END, "
+        "CASE WHEN p.holdout THEN 0 ELSE 1 END, :at, p.note "
+        "FROM fan_plan p WHERE true ORDER BY p.customer_id "
+        "ON CONFLICT (sop_id, version, subject, occurrence) DO NOTHING "
+        "RETURNING customer_id, holdout, note"
+    )
+
+    def _rows(self, source: str, order: str = "ORDER BY p.customer_id ") -> str:
+        """The outbox rows of the new journeys `k` (customer_id) of `source`."""
+        row = "JOIN customer c ON c.id = p.customer_id " if self.needs_row else ""
+        return (
+            "INSERT INTO outbox (brand_id, dedup_key, adapter, customer_id, payload, status, "
+            "attempts, not_before, created_at) "
+            f"SELECT :b, CAST(:kp AS TEXT) || p.customer_id || CAST(:ks AS TEXT), :ch, "
+            f"p.customer_id, {self.payload_sql}, 'pending', 0, :rel, :now FROM {source} "
+            f"JOIN fan_plan p ON p.customer_id = k.customer_id {row}"
+            "LEFT JOIN staff s ON s.id = p.staff_id LEFT JOIN store st ON st.id = s.store_id "
+            "LEFT JOIN fan_names n ON n.customer_id = p.customer_id "
+            f"WHERE true {order}ON CONFLICT (brand_id, dedup_key) DO NOTHING"
         )
-        if self.pg:
-            return [tuple(r) for r in self.x(
-                f"WITH ins AS ({insert}), go AS (INSERT INTO fan_new (customer_id) "
-                "SELECT customer_id FROM ins WHERE NOT holdout AND note IS NULL) "
-                "SELECT holdout, note, count(*) FROM ins GROUP BY holdout, note"
-            ).all()]  # fmt: skip
-        rows = self.x(insert).all()
+
+    def _enroll_and_send(self) -> tuple[list[tuple[Any, Any, int]], int]:
+        """PostgreSQL: the journeys and the outbox rows of the new ones that passed every
+        guard in one statement. Returns (holdout, note, count) of the new journeys and the
+        number of outbox rows stored."""
+        rows = self.x(
+            f"WITH ins AS ({self.JOURNEYS}), "
+            # no ORDER BY: the journeys come back in customer order already
+            f"ob AS ({self._rows('(SELECT customer_id FROM ins WHERE NOT holdout AND note IS NULL) k', '')}"
+            " RETURNING 1) "
+            "SELECT holdout, note, count(*), (SELECT count(*) FROM ob) FROM ins GROUP BY holdout, note",
+            **self.payload_params,
+        ).all()  # fmt: skip
+        return [(h, n, c) for h, n, c, _ in rows], int(rows[0][3]) if rows else 0
+
+    def _enroll(self) -> list[tuple[Any, Any, int]]:
+        """SQLite: the candidates' journeys, finished or in the holdout; only new ones go on
+        (fan_new). Returns (holdout, note, count) of the new journeys."""
+        rows = self.x(self.JOURNEYS).all()
         new = [(int(c),) for c, h, n in rows if not h and n is None]
         if new:
             raw = self.conn.connection.dbapi_connection
@@ -466,17 +589,8 @@ class _Fire:
         counts = Counter((bool(h), n) for _, h, n in rows)
         return [(h, n, c) for (h, n), c in counts.items()]
 
-    def _names(self) -> None:
-        """fan_names: the new recipients' names, opened from their seal (in Python: the key
-        never reaches the database)."""
-        rows = self.x(
-            "SELECT k.customer_id, c.name_sealed FROM fan_new k JOIN customer c "
-            "ON c.id = k.customer_id WHERE c.name_sealed IS NOT NULL"
-        ).all()
-        if not rows:
-            return
-        ring = pii.keyring(self.conn)
-        names = [(int(c), ring.open_(s)) for c, s in rows]
+    def _names(self, names: list[tuple[int, str]]) -> None:
+        """fan_names: the part's names (opened by `_Names`)."""
         raw = self.conn.connection.dbapi_connection
         assert raw is not None
         if self.pg:
@@ -491,27 +605,9 @@ class _Fire:
                 raw.executemany("INSERT INTO fan_names (customer_id, name) VALUES (?, ?)", chunk)  # type: ignore[attr-defined]
 
     def _outbox(self) -> int:
-        if self.needs_name:
-            self._names()
-        done = self.x(
-            "INSERT INTO outbox (brand_id, dedup_key, adapter, customer_id, payload, status, "
-            "attempts, not_before, created_at) "
-            f"SELECT :b, CAST(:kp AS TEXT) || p.customer_id || CAST(:ks AS TEXT), :ch, "
-            f"p.customer_id, {self.payload_sql}, "
-            "'pending', 0, :rel, :now FROM fan_new k JOIN fan_plan p ON p.customer_id = "
-            "k.customer_id JOIN customer c ON c.id = p.customer_id "
-            "LEFT JOIN fan_names n ON n.customer_id = p.customer_id "
-            "WHERE true ORDER BY p.customer_id ON CONFLICT (brand_id, dedup_key) DO NOTHING",
-            **self.payload_params,
-        )  # fmt: skip
-        new = int(done.rowcount or 0)
-        if new:
-            audit.record(
-                self.conn, brand_id=self.rt.brand_id, actor=f"sop:{self.defn.key}",
-                action="send", target=f"sop:{self.defn.key}:v{self.version}:step0",
-                detail={"channel": self.channel, "messages": new},
-            )  # fmt: skip
-        return new
+        """SQLite: the outbox rows of the new journeys (fan_new) that passed every guard."""
+        done = self.x(self._rows("fan_new k"), **self.payload_params)
+        return int(done.rowcount or 0)
 
 
 def _chunks(rows: list[Any], n: int) -> Any:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -66,19 +67,27 @@ class SopVersion(Base):
     created_by: Mapped[str | None] = mapped_column(String(100))
 
 
+_ACTIVE = text("status = 'active'")
+
+
 class SopEnrollment(Base):
     """A journey: one subject (a customer `c:<id>` or a group `g:<chat_id>`) through one SOP
     version for one trigger occurrence; unique, so a trigger read twice enrolls once."""
 
     __tablename__ = "sop_enrollment"
     __table_args__ = (
+        # The exactly-once key: every enrollment is INSERT … ON CONFLICT on it.
         UniqueConstraint("sop_id", "version", "subject", "occurrence"),
-        Index("ix_sop_enrollment_due", "status", "due_at"),
+        # The due sweep (siyu.sop.engine._advance) reads active journeys only; finished and
+        # holdout ones (every fan-out journey) stay out of it.
+        Index("ix_sop_enrollment_due", "due_at", postgresql_where=_ACTIVE, sqlite_where=_ACTIVE),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    brand_id: Mapped[int] = mapped_column(ForeignKey("brand.id"), index=True)
-    sop_id: Mapped[int] = mapped_column(ForeignKey("sop.id", ondelete="CASCADE"))
+    # No foreign keys: a per-row trigger on the hottest insert, for rows never deleted
+    # (migration 0017_sop_hot_tables).
+    brand_id: Mapped[int] = mapped_column(BigId)
+    sop_id: Mapped[int] = mapped_column(BigId)
     version: Mapped[int] = mapped_column(Integer)
     subject: Mapped[str] = mapped_column(String(100))
     customer_id: Mapped[int | None] = mapped_column(BigInteger, index=True)

@@ -100,3 +100,32 @@ def test_paused_sops_neither_fire_nor_advance(world: World) -> None:
                            now=local(2025, 8, 1, 11))  # fmt: skip
     world.tick(local(2025, 8, 1, 11, 1))  # events while paused are read on resume
     assert world.who(x["customer_id"] for x in world.outbox()) == "a"
+
+
+def test_the_due_sweep_can_read_the_partial_index(world: World) -> None:
+    """ix_sop_enrollment_due holds active journeys only (migration 0017: the fan-out's
+    finished and holdout journeys stay out of it); the sweep's condition still lets both
+    planners use it."""
+    from sqlalchemy import select
+
+    from siyu.sop.models import Sop, SopEnrollment
+
+    query = (
+        select(SopEnrollment.id)
+        .join(Sop, Sop.id == SopEnrollment.sop_id)
+        .where(sop_engine.due_journeys(world.brand_id, local(2025, 8, 6, 10)))
+    )
+    with world.engine.connect() as conn:
+        pg = conn.dialect.name == "postgresql"
+        compiled = query.compile(conn)
+        sql = str(compiled)
+        values = {k: str(v) for k, v in compiled.params.items()}  # only planned, never run
+        if pg:  # a table this small is read whole unless told otherwise
+            conn.execute(text("SET enable_seqscan = off"))
+            conn.execute(text("SET enable_bitmapscan = off"))
+            plan = conn.exec_driver_sql("EXPLAIN " + sql, values).all()
+        else:
+            ordered = tuple(values[k] for k in compiled.positiontup or ())
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, ordered).all()
+        conn.rollback()
+    assert "ix_sop_enrollment_due" in " ".join(str(r) for r in plan)

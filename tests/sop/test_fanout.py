@@ -190,11 +190,11 @@ def test_a_fanout_that_dies_part_way_finishes_on_the_next_tick(
     monkeypatch.setattr(fanout, "PARALLEL", 1)  # one after the other: the second one dies
     real, calls = fanout._Fire.part, []
 
-    def dies_on_the_second_part(self: Any, lo: int, hi: int) -> Any:
+    def dies_on_the_second_part(self: Any, lo: int, hi: int, *rest: Any) -> Any:
         calls.append(lo)
         if len(calls) == 2:
             raise RuntimeError("killed")
-        return real(self, lo, hi)
+        return real(self, lo, hi, *rest)
 
     monkeypatch.setattr(fanout._Fire, "part", dies_on_the_second_part)
     state = "SELECT key, last_fire_at FROM sop WHERE key <> 'two-steps' ORDER BY key"
@@ -245,3 +245,42 @@ def test_only_one_step_scheduled_customer_sends_are_eligible(world: World) -> No
     assert not fanout.eligible(validate(yaml.safe_load(NOT_ELIGIBLE)), one)
     jinja = SMS.replace("{{ customer.name }}", "{{ customer.name | upper }}")
     assert not fanout.eligible(validate(yaml.safe_load(jinja)), one)
+
+
+ESCAPES = r"""
+key: quotes
+name: 'say "hi" \ back'
+trigger: {schedule: "0 10 * * *"}
+guards: {holdout: 0, kind: service}
+steps:
+- send:
+    channel: wecom
+    variants:
+    - text: "{{ customer.name }} \"quoted\" back\\slash\ttab\nline {{ sop.name }} </script> ☃"
+      link: {title: "{{ customer.name }}", url: "https://x.example/?a=1&b=\"2\"", desc: "\u0001"}
+"""
+
+
+def test_payload_json_is_escaped_as_the_per_journey_path_does(
+    twins: tuple[World, World],
+) -> None:
+    """The fan-out encodes the constant JSON in Python and quotes names and guide fields in
+    SQL: quotes, backslashes, control characters and a name full of them come out as the
+    per-journey path stores them."""
+    fast, slow = twins
+    for w in twins:
+        ring = pii.keyring(w.engine)
+        with w.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE customer SET name_sealed = :n WHERE id = :c"),
+                {"n": ring.seal('张"三\\\n\t'), "c": w.people["a"]},
+            )
+        w.put(ESCAPES, activate_at=local(2025, 8, 6, 9, 30))
+    at = local(2025, 8, 6, 10, 1)
+    assert figures(tick(fast, at, fan=True)) == figures(tick(slow, at, fan=False))
+    one, two = stored(fast), stored(slow)
+    assert one["outbox"] == two["outbox"] and one["journeys"] == two["journeys"]
+    key = f"sop:quotes:1:0:{fast.people['a']}:at:2025-08-06T02:00Z"
+    a = next(r[3] for r in one["outbox"] if r[0] == key)
+    assert a["text"] == '张"三\\\n\t "quoted" back\\slash\ttab\nline say "hi" \\ back </script> ☃'
+    assert a["attachments"][0]["link"]["desc"] == "\x01"
