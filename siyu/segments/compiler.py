@@ -12,10 +12,10 @@ SPEC constants: loyal, super-user, paying and quadrant days), from the order fig
 beside it. Such a leaf is a semi-join whose condition the table's scan filters, not a join of
 every customer's row. Value layers are not read from the snapshot: it only has the customers
 lifecycle knows at `$end`, and a customer first seen later can still be "active" through an
-interaction. When the warehouse's per-customer
-order summary serves the rule (siyu.warehouse.order_summary), lifecycle, RFM and order leaves
-without options (every paid order before `$end`) read it instead of aggregating every order;
-order leaves with a window, platform, store or product still read the orders.
+interaction. When the warehouse's per-customer order summary serves the rule
+(siyu.warehouse.order_summary), lifecycle, RFM and order leaves without options (every paid
+order before `$end`) read it instead of aggregating every order; order leaves with another
+window, a platform, store or product still read the orders.
 
 Values only ever reach the SQL as bound parameters ($v1, $v2, …). Column names, tables and
 operators come from the tables in this module, keyed by names the parser has already checked.
@@ -168,7 +168,7 @@ class Windows:
     """The trailing windows (in days) whose paid orders the daily pass counts, and the one whose
     net sales it sums: the SPEC constants customer_orders.sql is computed with."""
 
-    counts: dict[int, str] = field(default_factory=dict)  # days -> snapshot column
+    counts: dict[int, str] = field(default_factory=dict)  # days -> stored column
     amounts: dict[int, str] = field(default_factory=dict)
 
     @classmethod
