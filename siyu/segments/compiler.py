@@ -14,8 +14,8 @@ every customer's row. Value layers are not read from the snapshot: it only has t
 lifecycle knows at `$end`, and a customer first seen later can still be "active" through an
 interaction. When the warehouse's per-customer order summary serves the rule
 (siyu.warehouse.order_summary), lifecycle, RFM and order leaves without options (every paid
-order before `$end`) read it instead of aggregating every order; order leaves with another
-window, a platform, store or product still read the orders.
+order before `$end`) read it instead of aggregating every order; there, order leaves with a
+window, platform, store or product still read the orders.
 
 Values only ever reach the SQL as bound parameters ($v1, $v2, …). Column names, tables and
 operators come from the tables in this module, keyed by names the parser has already checked.
