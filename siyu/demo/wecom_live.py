@@ -191,6 +191,10 @@ def _day(
     day.state = way.state
     returning = rng.sample(known, min(len(known), scans * 2 // 5))
     added: list[tuple[str, str]] = []
+    # The day lies behind us: its scans are at most 240 s apart, so starting the simulated clock
+    # that far back for each keeps the last one from being in the future (events stamped later
+    # than now would not yet count as customers in lifecycle and segments).
+    sim.clock.advance(-240 * scans)
     for i in range(scans):
         unionid = returning[i] if i < len(returning) else None
         if unionid is None and rng.random() < 0.7:

@@ -4,12 +4,13 @@ counted from Siyu's own tables — and re-running the demo adds nothing."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from siyu.config import Settings
+from siyu.connections.models import Connection
 from siyu.demo import wecom_live
 from siyu.demo.generator import generate
 from siyu.imports.service import import_directory
@@ -52,6 +53,14 @@ def test_a_live_day_of_scans_lands_in_siyu_through_callbacks(settings: Settings,
     )
     assert [g for g, _ in per_guide] == sorted(day.guides)
     assert sum(n for _, n in per_guide) == SCANS and min(n for _, n in per_guide) >= SCANS // 4
+    # The day happened before now: no friendship is stamped in the future (a customer first
+    # seen later than now is not yet one for lifecycle and segments).
+    with engine.connect() as conn:
+        later = conn.execute(
+            select(func.count()).select_from(Connection)
+            .where(Connection.state == day.state, Connection.created_at > datetime.now(UTC))
+        ).scalar_one()  # fmt: skip
+    assert later == 0
 
     again = wecom_live.run(settings, engine, brand, seed=3, scans=SCANS)
     assert again.skipped is not None
