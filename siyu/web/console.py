@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -26,11 +27,12 @@ from zoneinfo import ZoneInfo
 import duckdb
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from siyu import pii
+from siyu.api_errors import error_body
 from siyu.app import AppContext, context
 from siyu.audit import service as audit
 from siyu.auth import users
@@ -691,12 +693,29 @@ def sop_list(request: Request, me: Principal = Depends(current)) -> HTMLResponse
 # --- segments -------------------------------------------------------------------------------
 
 
+def _data_through(con: duckdb.DuckDBPyConnection, ctx: AppContext) -> date:
+    """The last day of the brand's data (today for a live brand): what the segment builder
+    counts through by default, as the 360 page's lifecycle and the dashboards' period do."""
+    return _default_period(con, ctx)[1] - timedelta(days=1)
+
+
+def _through_instant(day: date, ctx: AppContext) -> datetime:
+    """The instant a count "through `day`" is taken: the end of that day in the brand's zone,
+    or now while that day is still running."""
+    tz = ZoneInfo(ctx.settings.timezone)
+    return min(datetime.combine(day + timedelta(days=1), dtime(), tz), datetime.now(tz))
+
+
 @router.get("/segments")
 def segment_builder(request: Request, me: Principal = Depends(current)) -> HTMLResponse:
+    ctx = context(request)
     examples = {k: json.dumps(v, ensure_ascii=False, indent=2) for k, v in EXAMPLE_RULES.items()}
+    with warehouse(ctx) as con:
+        through = _data_through(con, ctx)
+    today = datetime.now(ZoneInfo(ctx.settings.timezone)).date()
     return render(
         request, "segments.html", me, examples=examples, fields=FIELDS,
-        rule=examples["dormant_buyers"],
+        rule=examples["dormant_buyers"], through=through, today=today,
     )  # fmt: skip
 
 
@@ -712,14 +731,22 @@ async def segment_count(request: Request, me: Principal = Depends(current)) -> H
                       error=f"rule: not JSON — {e.msg} (line {e.lineno}, column {e.colno})")  # fmt: skip
     except RuleError as e:
         return render(request, "_count.html", me, status=422, error=str(e))
+    day: date | None = None
+    if form.get("through"):
+        try:
+            day = date.fromisoformat(form["through"])
+        except ValueError:
+            return render(request, "_count.html", me, status=422, error_key="bad_input",
+                          error=f"through: {form['through']!r} is not a date (YYYY-MM-DD)")  # fmt: skip
 
     def work() -> dict[str, Any]:
         with ctx.engine.begin() as conn:
             ids = customers.readable_ids(conn, me)
         with warehouse(ctx) as con:
+            through = day or _data_through(con, ctx)
+            at = _through_instant(through, ctx)
             ev = evaluate.prepare(
-                con, rule, scope=Scope(ctx.brand_id, ctx.settings.timezone),
-                as_of=datetime.now(ZoneInfo(ctx.settings.timezone)),
+                con, rule, scope=Scope(ctx.brand_id, ctx.settings.timezone), as_of=at,
                 constants=ctx.settings.metric_constants,
             )  # fmt: skip
             ev = evaluate.within(con, ev, ids)
@@ -735,7 +762,9 @@ async def segment_count(request: Request, me: Principal = Depends(current)) -> H
         for r in sample:
             if me.sees_pii and r["phone"] and str(r["phone"]).startswith("+86"):
                 r["phone"] = str(r["phone"])[3:]
-        return {"count": n, "sample": sample}
+        # a day still running is counted as of now, and says so
+        label = at.strftime("%Y-%m-%d %H:%M") if at.time() != dtime() else through.isoformat()
+        return {"count": n, "sample": sample, "through": label}
 
     result = await run_in_threadpool(work)
     return render(request, "_count.html", me, error=None, **result)
@@ -754,6 +783,16 @@ def install(app: FastAPI) -> None:
             return Response(status_code=401, headers={"HX-Redirect": "/login"})
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+
+    @app.exception_handler(duck.WarehouseBusy)
+    async def busy(request: Request, e: duck.WarehouseBusy) -> Response:
+        """A command at a terminal holds the warehouse file past the wait: 503, retry later —
+        the API's error shape under /api, a page for the console."""
+        headers = {"Retry-After": "10"}
+        if request.url.path.startswith("/api/"):
+            message = "the warehouse is in use by another Siyu process; retry in a moment"
+            return JSONResponse(error_body("busy", message, None), 503, headers)
+        return HTMLResponse(translate(lang_of(request), "warehouse_busy"), 503, headers)
 
     @app.exception_handler(CsrfRejected)
     async def forbidden(request: Request, _: CsrfRejected) -> Response:

@@ -113,6 +113,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "examples": ("示例", "Examples"),
     "fields": ("可用字段", "Fields"),
     "live_count": ("实时人数", "Live count"),
+    "warehouse_busy": (
+        "数据仓库正被另一个 Siyu 进程占用（如正在运行的每日计算），请稍后刷新。",
+        "The warehouse is in use by another Siyu process (a daily pass, say); refresh in a moment.",
+    ),
+    "data_through": ("数据截至（含）", "Data through (inclusive)"),
     "people": ("人", "customers"),
     "preview": ("样本（前10位）", "Sample (first 10)"),
     "scope_note": ("统计范围", "Scope"),
