@@ -35,6 +35,7 @@ from siyu.sop import commands as sop_commands
 from siyu.tags import commands as tag_commands
 from siyu.tags import service as tag_service
 from siyu.warehouse import commands as warehouse_commands
+from siyu.warehouse import duck
 from siyu.wecom.cli import wecom_app, wecom_sim
 
 app = typer.Typer(
@@ -528,6 +529,6 @@ def run() -> None:
     that opens the store through the warehouse, say) printed as the error it is."""
     try:
         app()
-    except pii.PiiError as e:
+    except (pii.PiiError, duck.WarehouseBusy) as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
         raise SystemExit(2) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -13,12 +14,40 @@ import duckdb
 _PARAM = re.compile(r"\$([a-z_][a-z0-9_]*)")
 
 
+_HOLDER = re.compile(r"\(PID (\d+)\)")
+# How long opening the file waits for another process to let go of it: a `siyu serve`
+# holds it for one request, a command such as the daily pass for up to a minute or two.
+LOCK_WAIT_SECONDS = 15.0
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process holds the warehouse file (DuckDB lets one process write a file)."""
+
+
 def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A warehouse connection whose session time zone is UTC: stored instants are UTC, and
-    every brand-local day is computed explicitly with the brand's zone."""
+    every brand-local day is computed explicitly with the brand's zone. While another process
+    holds the file, waits up to LOCK_WAIT_SECONDS for it, then raises WarehouseBusy."""
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    deadline, pause = time.monotonic() + LOCK_WAIT_SECONDS, 0.02
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as e:
+            if "Could not set lock" not in str(e):
+                raise
+            if time.monotonic() >= deadline:
+                holder = _HOLDER.search(str(e))
+                who = f"process {holder[1]}" if holder else "another process"
+                raise WarehouseBusy(
+                    f"the warehouse {path} is in use by {who} (a `siyu serve` answering a "
+                    f"request, or another siyu command) and was not released within "
+                    f"{LOCK_WAIT_SECONDS:g} s; try again when it is done"
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
     con.execute("SET TimeZone = 'UTC'")
     return con
 
