@@ -205,8 +205,9 @@ def _pass(
     # records changed its name or gender since the last pass (a WeCom edit, a re-import).
     edited = _edited_customers(conn, brand_id, None if last is None else last[0] - overlap)
     _merge_profiles(
-        conn, brand_id, np.unique(np.concatenate([new_cust[new_cust != g.rec_cust], edited]))
-    )
+        conn, brand_id, np.unique(np.concatenate([new_cust[new_cust != g.rec_cust], edited])),
+        sole=_sole_records(new_cust, g.rec_id) if full else None,
+    )  # fmt: skip
     _save_pass(conn, brand_id, now, k_guard)
     return ResolutionResult(
         records=0,
@@ -657,9 +658,38 @@ def _edited_customers(conn: Connection, brand_id: int, since: datetime | None) -
     return np.fromiter(ids, dtype=np.int64)
 
 
-def _merge_profiles(conn: Connection, brand_id: int, customer_ids: np.ndarray) -> None:
+def _sole_records(new_cust: np.ndarray, rec_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The customers a full pass gives exactly one record, and that record: the brand's
+    records are all in a full pass, so these customers have no other."""
+    cust, first, count = np.unique(new_cust, return_index=True, return_counts=True)
+    one = count == 1
+    return cust[one], rec_id[first[one]]
+
+
+def _merge_profiles(
+    conn: Connection,
+    brand_id: int,
+    customer_ids: np.ndarray,
+    *,
+    sole: tuple[np.ndarray, np.ndarray] | None = None,
+) -> None:
     """Name (sealed, with its hash), gender, birthday, city: best-priority source first, then
-    the most recent value."""
+    the most recent value.
+
+    sole: (customers, their one record), known to have no other record: their profile is that
+    record's, copied in one join without ranking — most customers of a first pass."""
+    if sole is not None and len(customer_ids):
+        alone = np.isin(sole[0], customer_ids)
+        int_table(conn, "sole_record", ["customer_id", "record_id"],
+                  [sole[0][alone], sole[1][alone]])  # fmt: skip
+        conn.execute(
+            text(
+                f"UPDATE customer SET {', '.join(f'{f} = r.{f}' for f in PROFILE_FIELDS)} "
+                "FROM sole_record s CROSS JOIN source_record r "
+                "WHERE r.id = s.record_id AND s.customer_id = customer.id"
+            )
+        )
+        customer_ids = customer_ids[~np.isin(customer_ids, sole[0])]
     if len(customer_ids) == 0:
         return
     int_table(conn, "touched_customer", ["id"], [customer_ids])
@@ -668,20 +698,15 @@ def _merge_profiles(conn: Connection, brand_id: int, customer_ids: np.ndarray) -
         + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(PROFILE_PRIORITY))
         + f" ELSE {len(PROFILE_PRIORITY)} END"
     )
-    # Per field, the first non-null value in priority order over the customer's records.
-    picks = ", ".join(
-        f"first_value(r.{f}) OVER (PARTITION BY r.customer_id ORDER BY "
-        f"CASE WHEN r.{f} IS NULL THEN 1 ELSE 0 END, {rank}, r.updated_at DESC, r.id DESC) AS {f}"
+    # Per field, the first non-null value in priority order over the customer's records: each
+    # a seek of the customer's few records by their customer_id index (a window over all the
+    # touched customers' records sorted them five times: 3x slower at 1M records).
+    sets = ", ".join(
+        f"{f} = (SELECT r.{f} FROM source_record r WHERE r.customer_id = customer.id "
+        f"AND r.{f} IS NOT NULL ORDER BY {rank}, r.updated_at DESC, r.id DESC LIMIT 1)"
         for f in PROFILE_FIELDS
     )
-    sets = ", ".join(f"{f} = p.{f}" for f in PROFILE_FIELDS)
-    conn.execute(
-        text(
-            f"UPDATE customer SET {sets} FROM (SELECT DISTINCT r.customer_id, {picks} "
-            "FROM touched_customer t CROSS JOIN source_record r WHERE r.customer_id = t.id) p "
-            "WHERE p.customer_id = customer.id"
-        )
-    )
+    conn.execute(text(f"UPDATE customer SET {sets} WHERE id IN (SELECT id FROM touched_customer)"))
 
 
 class IdentityError(ValueError):
