@@ -178,3 +178,41 @@ def test_a_full_pass_ignores_a_record_committed_while_it_was_reading(
     engine.dispose()
     assert result.full and result.resolved == 2 and result.customers == 1
     assert customer_of(settings, "unionid:U1") == customer_of(settings, "member_no:M1")
+
+
+def test_profile_takes_each_field_from_the_best_source_then_the_latest(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """SPEC §4 profile merge, per field: the first non-null value by source priority (POS, then
+    mini-program, WeCom, …), ties by the latest record. A customer of one record has its
+    values; a value another record lacks is taken from whichever has it."""
+    header = "record_id,source,phone,unionid,name,gender,city\n"
+    first = write_dir(
+        tmp_path / "a",
+        {"records.csv": header + "W1,wecom,13800000001,,微信名,female,杭州\n"
+         "M1,mp,13800000001,U1,,,北京\n"
+         "T1,tmall,,U1,淘宝名,,\n"
+         "S1,tmall,13800000009,,独行,male,深圳\n"},
+    )  # fmt: skip
+    run_import(settings, first)
+    one = customer_of(settings, "phone:13800000001")
+    sole = customer_of(settings, "phone:13800000009")
+    engine, brand_id = engine_for(settings)
+
+    def profile(cid: int) -> tuple[str | None, str | None, str | None]:
+        with engine.connect() as conn:
+            v = customer_service.get_view(conn, brand_id=brand_id, customer_id=cid)
+        return v.name, v.gender, v.city
+
+    assert profile(one) == ("微信名", "female", "北京")  # wecom over tmall; mp over wecom
+    assert profile(sole) == ("独行", "male", "深圳")
+    # a POS record joins: it outranks every other source, field by field where it has a value
+    later = write_dir(
+        tmp_path / "b",
+        {"records.csv": header + "P1,pos,13800000001,,门店名,,上海\n"
+         "T2,tmall,13800000009,,新昵称,,\n"},
+    )  # fmt: skip
+    run_import(settings, later)
+    assert profile(one) == ("门店名", "female", "上海")
+    assert profile(sole) == ("新昵称", "male", "深圳")  # the same source: the latest record wins
+    engine.dispose()
