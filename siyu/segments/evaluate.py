@@ -9,7 +9,7 @@ RFM and quadrant leaves read that snapshot rather than recomputing them (same me
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -69,6 +69,11 @@ class Evaluation:
     compiled: Compiled
     params: dict[str, Any]
     snapshot: date | None = None  # the day of the attribute snapshot the statement reads
+
+
+def day_start(day: date, timezone: str) -> datetime:
+    """The instant `day` begins in the brand's zone: what `--as-of DAY` evaluates at."""
+    return datetime.combine(day, time(), ZoneInfo(timezone))
 
 
 def prepare(
