@@ -646,17 +646,6 @@ def _lifecycle_of(
 # --- SOPs -----------------------------------------------------------------------------------
 
 
-def _trigger_label(defn: Any) -> str:
-    t = defn.trigger
-    if t.event is not None:
-        return f"event {t.event.type}"
-    if t.schedule is not None:
-        return f"cron {t.schedule}"
-    if t.after_purchase is not None:
-        return f"+{t.after_purchase.days}d after purchase"
-    return "birthday" if t.birthday is not None else "anniversary"
-
-
 @router.get("/sops")
 def sop_list(request: Request, me: Principal = Depends(current)) -> HTMLResponse:
     """Every SOP with its delivery and conversion figures (SPEC §7, §5.16) — for a store or a
@@ -668,7 +657,7 @@ def sop_list(request: Request, me: Principal = Depends(current)) -> HTMLResponse
         within = None if ids is None else set(ids)
         for sop in sop_service.list_all(conn, brand_id=ctx.brand_id):
             defn = sop_service.definition_of(conn, sop.id, sop.version)
-            rows.append({"sop": sop, "trigger": _trigger_label(defn), "steps": len(defn.steps),
+            rows.append({"sop": sop, "trigger": sop_service.trigger_label(defn), "steps": len(defn.steps),
                          "r": sop_report.report(conn, brand_id=ctx.brand_id, key=sop.key,
                                                 within=within)})  # fmt: skip
     return render(request, "sops.html", me, rows=rows)
