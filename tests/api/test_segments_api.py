@@ -15,7 +15,9 @@ from fastapi.testclient import TestClient
 from siyu.auth.principal import SCOPES
 from siyu.config import Settings
 from siyu.metrics.scope import Scope
+from siyu.runtime import open_brand
 from siyu.segments import evaluate
+from siyu.segments import service as segments
 from siyu.segments.rules import parse
 from siyu.warehouse.service import open_synced
 from tests.api.tokens import issue
@@ -89,9 +91,18 @@ def test_a_sample_is_masked_unless_the_role_has_the_right_and_the_token_pii(
     assert phones["s1"] == {1: "138****0001", 2: None}
     assert phones["s1pii"] == {1: "+8613800000001", 2: None}
     assert phones["ops"][5] == "138****0005" and len(phones["ops"]) == 5
+    # a saved segment's members: the same masking, each unmasked page audited
+    engine, brand_id = open_brand(settings)
+    with engine.begin() as conn:
+        seg_id = segments.create(conn, brand_id=brand_id, name="everyone", rule=EVERYONE)
+    engine.dispose()
+    for name in ("s1", "s1pii"):
+        page = client.get("/api/v1/segments/everyone/members", headers=auth[name]).json()
+        assert {m["customer_id"]: m["phone"] for m in page["items"]} == phones[name]
     reads = [e for e in audit_log(settings) if e["action"] == "pii.read"]
-    assert [(e["actor"], e["target"]) for e in reads] == [("token:s1pii", "segment-preview")]
-    assert reads[0]["detail"]["customers"] == [1, 2]
+    assert sorted((e["actor"], e["target"]) for e in reads) == [
+        ("token:s1pii", "segment-preview"), ("token:s1pii", f"segment:{seg_id}")]  # fmt: skip
+    assert [e["detail"]["customers"] for e in reads] == [[1, 2], [1, 2]]
 
 
 def test_bad_input_is_a_422_naming_the_field(api) -> None:  # type: ignore[no-untyped-def]
