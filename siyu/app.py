@@ -130,6 +130,14 @@ async def bearer_caller(ctx: AppContext, authorization: str, scopes: tuple[str, 
 BEARER = {"security": [{"HTTPBearer": []}]}
 
 
+def brand_wide_only(who: Principal, what: str) -> None:
+    """Brand-wide definitions (tags, segments) are written by whole-brand (HQ) tokens only;
+    any other is refused, naming its role."""
+    if not who.whole_brand:
+        raise ApiError(403, "forbidden", f"{what} are the brand's; a {who.role} token of "
+                       f"{who.org_unit} cannot write them", "role")  # fmt: skip
+
+
 def not_found(ctx: AppContext, who: Principal, target: str, message: str, field: str | None
               ) -> ApiError:  # fmt: skip
     """Out of the caller's scope: audited, and answered exactly like something missing (404)."""
@@ -150,6 +158,8 @@ def create_app(settings: Settings) -> FastAPI:
     from siyu.metrics.api import router as metrics_router
     from siyu.orgs.api import router as stores_router
     from siyu.privacy.api import router as privacy_router
+    from siyu.segments.api import router as segments_router
+    from siyu.sop.api import router as sops_router
     from siyu.staff.api import router as staff_router
     from siyu.tags.api import router as tags_router
 
@@ -165,7 +175,8 @@ def create_app(settings: Settings) -> FastAPI:
     # With one dependency (its scope) rather than the others' three; siyu.fastpath serves it.
     app.include_router(events_router, prefix="/api/v1")
     routers = (metrics_router, privacy_router, customers_router, tags_router, stores_router,
-               staff_router, channels_router, ingest_router)  # fmt: skip
+               staff_router, channels_router, ingest_router, segments_router,
+               sops_router)  # fmt: skip
     for router in routers:
         app.include_router(
             router, prefix="/api/v1",

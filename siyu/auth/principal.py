@@ -25,8 +25,10 @@ ROLE_UNIT = {
 }
 # What an API token may do, on top of its role's scope of the org tree (issue #7):
 #   ingest  POST /api/v1/events and /api/v1/ingest (and nothing else);
-#   read    every GET: customers (masked without `pii`), metrics, directory, tags;
-#   write   changes through the API: tag / untag, create tags, erase a customer (with `pii`);
+#   read    every GET: customers (masked without `pii`), metrics, directory, tags, segments,
+#           SOPs; and POST /segments/count, which only reads;
+#   write   changes through the API: tag / untag, create tags, define and refresh segments,
+#           erase a customer (with `pii`);
 #   pii     unmasked phones and names, where the role has the right (PII_ROLES), and the
 #           PIPL export and erasure of one customer (hq_admin).
 SCOPES = ("ingest", "read", "write", "pii")

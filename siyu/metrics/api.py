@@ -17,8 +17,7 @@ from siyu.metrics import compare as gmv_compare
 from siyu.metrics.period import Period, PeriodError
 from siyu.metrics.report import Runner, build
 from siyu.metrics.scope import Scope, ScopeError, readable
-from siyu.warehouse import duck
-from siyu.warehouse.sync import sync
+from siyu.warehouse.service import synced
 
 router = APIRouter(tags=["metrics"])
 
@@ -39,9 +38,7 @@ def _run(ctx: AppContext, who: Principal, stores: list[str] | None, regions: lis
          channel: str | None, work: Any) -> Any:  # fmt: skip
     """Sync the warehouse, resolve the filters within the token's stores (a store or region
     outside them is 404, like one that does not exist), and run `work(con, scope)`."""
-    con = duck.connect(ctx.settings.duckdb_path)
-    try:
-        sync(con, ctx.engine, ctx.brand_id)
+    with synced(ctx.settings, ctx.engine, ctx.brand_id) as con:
         try:
             scope = readable(con, who, ctx.settings.timezone, stores, regions, channel)
         except ScopeError as e:
@@ -50,8 +47,6 @@ def _run(ctx: AppContext, who: Principal, stores: list[str] | None, regions: lis
             field = "region" if e.target.startswith("region:") else "store"
             raise not_found(ctx, who, e.target, str(e), field) from None
         return work(con, scope)
-    finally:
-        con.close()
 
 
 @router.get("/metrics", summary="The SPEC §5 metrics report (DATA_FORMAT.md)")

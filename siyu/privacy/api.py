@@ -14,7 +14,7 @@ from siyu.app import AppContext, context, needs, not_found
 from siyu.auth.principal import Principal
 from siyu.privacy import service
 from siyu.privacy.export import dumps
-from siyu.warehouse import duck
+from siyu.warehouse.service import held
 
 router = APIRouter(tags=["customers"])
 
@@ -35,15 +35,13 @@ async def export(
     def work() -> str:
         if who.role != PIPL_ROLE:
             raise not_found(ctx, who, f"export:{key}", f"no customer {key}", "key")
-        con = duck.connect(ctx.settings.duckdb_path)
         try:
-            doc = service.export(
-                ctx.engine, brand_id=ctx.brand_id, key=key, actor=who.actor, warehouse=con
-            )
+            with held(ctx.settings) as con:
+                doc = service.export(
+                    ctx.engine, brand_id=ctx.brand_id, key=key, actor=who.actor, warehouse=con
+                )
         except service.CustomerNotFound as e:
             raise ApiError(404, "not_found", str(e), "key") from None
-        finally:
-            con.close()
         return dumps(doc)
 
     body = await run_in_threadpool(work)

@@ -6,10 +6,8 @@ import csv
 import json
 import time
 from datetime import UTC, date, datetime
-from datetime import time as dtime
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
@@ -76,7 +74,7 @@ def _instant(s: Settings, as_of: str | None) -> datetime:
         day = date.fromisoformat(as_of)
     except ValueError:
         raise fail(f"--as-of: {as_of!r} is not a date (YYYY-MM-DD)") from None
-    return datetime.combine(day, dtime(), ZoneInfo(s.timezone))
+    return evaluate.day_start(day, s.timezone)
 
 
 def _evaluation(

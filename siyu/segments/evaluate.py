@@ -9,7 +9,7 @@ RFM and quadrant leaves read that snapshot rather than recomputing them (same me
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -71,6 +71,11 @@ class Evaluation:
     snapshot: date | None = None  # the day of the attribute snapshot the statement reads
 
 
+def day_start(day: date, timezone: str) -> datetime:
+    """The instant `day` begins in the brand's zone: what `--as-of DAY` evaluates at."""
+    return datetime.combine(day, time(), ZoneInfo(timezone))
+
+
 def prepare(
     con: duckdb.DuckDBPyConnection,
     rule: Node,
@@ -120,14 +125,20 @@ def member_ids(con: duckdb.DuckDBPyConnection, ev: Evaluation) -> np.ndarray:
 
 
 def profiles(
-    con: duckdb.DuckDBPyConnection, ev: Evaluation, *, limit: int | None = None, pii: bool = False
+    con: duckdb.DuckDBPyConnection,
+    ev: Evaluation,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+    pii: bool = False,
 ) -> list[dict[str, Any]]:
-    """Members with name, phone, city, gender and paid-order totals; masked unless `pii`."""
+    """Members with name, phone, city, gender and paid-order totals, by customer id (`limit`
+    of them after the first `offset`); masked unless `pii`."""
     sql = PROFILE_SQL.replace("{members}", ev.compiled.sql)
     params = dict(ev.params)
     if limit is not None:
-        sql += "LIMIT $preview_limit"
-        params["preview_limit"] = limit
+        sql += "LIMIT $preview_limit OFFSET $preview_offset"
+        params["preview_limit"], params["preview_offset"] = limit, offset
     out = []
     for row in run(con, sql, params).fetchall():
         r = dict(zip(PROFILE_COLUMNS, row, strict=True))

@@ -22,6 +22,9 @@ from typing import Any
 from siyu.metrics.report import LIFECYCLE_STAGES, QUADRANTS, RFM_CLASSES, VALUE_LAYERS
 
 MAX_DEPTH = 32
+# The longest trailing window a leaf can ask for (a century): longer ones hold no more facts,
+# and far longer ones overflow the warehouse's date arithmetic.
+MAX_DAYS = 36_500
 
 ALIASES = {"=": "eq", "==": "eq", "!=": "ne", "<>": "ne", ">": "gt", ">=": "gte", "<": "lt",
            "<=": "lte"}  # fmt: skip
@@ -47,7 +50,7 @@ class RuleError(ValueError):
 class Option:
     """A leaf key besides field/op/value that narrows what the leaf looks at."""
 
-    kind: str  # "days" (whole number ≥ 1), "texts" (non-empty list of text), "text"
+    kind: str  # "days" (whole number 1…MAX_DAYS), "texts" (non-empty list of text), "text"
     help: str
 
 
@@ -302,8 +305,10 @@ def _scalar(spec: Field, raw: Any, path: str) -> Any:
 
 def _option(opt: Option, raw: Any, path: str) -> Any:
     if opt.kind == "days":
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-            raise RuleError(path, f"expected a whole number of days ≥ 1, got {_show(raw)}")
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_DAYS:
+            raise RuleError(
+                path, f"expected a whole number of days from 1 to {MAX_DAYS}, got {_show(raw)}"
+            )
         return raw
     if opt.kind == "text":
         if not isinstance(raw, str) or not raw:

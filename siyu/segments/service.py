@@ -62,6 +62,41 @@ def get_by_name_or_raise(conn: Connection, *, brand_id: int, name: str) -> Segme
     raise SegmentError(f"no segment named {name!r}{hint}")
 
 
+def get_or_raise(conn: Connection, *, brand_id: int, name_or_id: str) -> Segment:
+    """The segment of that name or, for digits no segment is named, of that id."""
+    try:
+        return get_by_name_or_raise(conn, brand_id=brand_id, name=name_or_id)
+    except SegmentError:
+        if not (name_or_id.isascii() and name_or_id.isdigit() and len(name_or_id) < 19):
+            raise
+        with Session(bind=conn) as session:
+            seg = session.get(Segment, int(name_or_id))
+            if seg is None or seg.brand_id != brand_id:
+                raise
+            session.expunge(seg)
+            return seg
+
+
+def current_members(
+    conn: Connection, *, brand_id: int, within: tuple[str, dict[str, Any]] | None
+) -> dict[int, int]:
+    """Members at the last refresh per segment id, counting only the customers the subquery
+    `within` selects (siyu.customers.service.readable_customer_ids; None: everyone)."""
+    where, params = "", {"b": brand_id}
+    if within is not None:
+        where = f" AND m.customer_id IN ({within[0]})"
+        params.update(within[1])
+    rows = conn.execute(
+        text(
+            "SELECT m.segment_id, count(*) FROM segment_member m JOIN segment s "
+            "ON s.id = m.segment_id WHERE s.brand_id = :b AND m.exited_at IS NULL"
+            f"{where} GROUP BY m.segment_id"
+        ),
+        params,
+    )
+    return {int(sid): int(n) for sid, n in rows}
+
+
 def list_names(conn: Connection, *, brand_id: int) -> list[str]:
     return list(
         conn.execute(

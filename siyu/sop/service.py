@@ -149,6 +149,18 @@ def definition_of(conn: Connection, sop_id: int, version: int) -> Definition:
     return Definition.model_validate(data)
 
 
+def trigger_label(defn: Definition) -> str:
+    """What starts the SOP, in a few words: `event friend_added`, `cron 0 9 * * 1`…"""
+    t = defn.trigger
+    if t.event is not None:
+        return f"event {t.event.type}"
+    if t.schedule is not None:
+        return f"cron {t.schedule}"
+    if t.after_purchase is not None:
+        return f"+{t.after_purchase.days}d after purchase"
+    return "birthday" if t.birthday is not None else "anniversary"
+
+
 def list_all(conn: Connection, *, brand_id: int) -> list[Sop]:
     return load(conn, select(Sop).where(Sop.brand_id == brand_id).order_by(Sop.key))
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from siyu.api_errors import ApiError
-from siyu.app import AppContext, context, needs, not_found
+from siyu.app import AppContext, brand_wide_only, context, needs, not_found
 from siyu.auth.principal import Principal
 from siyu.customers import service as customer_service
 from siyu.tags import service
@@ -60,9 +60,7 @@ def list_tags(
 def create_tag(
     body: NewTag, ctx: AppContext = Depends(context), who: Principal = Depends(needs("write"))
 ) -> dict[str, Any]:
-    if not who.whole_brand:
-        raise ApiError(403, "forbidden", f"tags are the brand's; a {who.role} token of "
-                       f"{who.org_unit} cannot create them", "role")  # fmt: skip
+    brand_wide_only(who, "tags")
     with ctx.engine.begin() as conn:
         try:
             tag_id = service.create_tag(conn, brand_id=ctx.brand_id, group=body.group,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
+from sqlalchemy import Engine
 
 from siyu.config import Settings
 from siyu.runtime import open_brand
@@ -28,3 +32,29 @@ def open_synced(settings: Settings, *, full: bool = False) -> Warehouse:
     finally:
         engine.dispose()
     return Warehouse(con, brand_id, result)
+
+
+# DuckDB lets one process hold the warehouse file; within a server process (the console and
+# the API), one request at a time.
+_lock = threading.Lock()
+
+
+@contextmanager
+def held(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The warehouse for one request of a server, under the process's lock; closed after."""
+    with _lock:
+        con = duck.connect(settings.duckdb_path)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+@contextmanager
+def synced(
+    settings: Settings, engine: Engine, brand_id: int
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """`held`, brought up to date with the operational store first."""
+    with held(settings) as con:
+        sync(con, engine, brand_id)
+        yield con

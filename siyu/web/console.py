@@ -13,9 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -53,7 +51,7 @@ from siyu.sop import report as sop_report
 from siyu.sop import service as sop_service
 from siyu.tags import service as tags
 from siyu.warehouse import duck
-from siyu.warehouse.sync import sync
+from siyu.warehouse.service import held, synced
 from siyu.web.i18n import LANGS, translate
 
 HERE = Path(__file__).parent
@@ -61,9 +59,6 @@ COOKIE = "siyu_session"
 LANG_COOKIE = "siyu_lang"
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
-
-# DuckDB lets one process hold the warehouse file; within the process, one request at a time.
-_warehouse_lock = threading.Lock()
 
 EXAMPLE_RULES = {
     "dormant_buyers": {"all": [{"field": "lifecycle", "op": "eq", "value": "dormant"}]},
@@ -115,16 +110,9 @@ def _same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc == request.headers.get("host", request.url.netloc)
 
 
-@contextmanager
-def warehouse(ctx: AppContext) -> Iterator[duckdb.DuckDBPyConnection]:
+def warehouse(ctx: AppContext) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
     """The synced warehouse, opened for this request and closed after it."""
-    with _warehouse_lock:
-        con = duck.connect(ctx.settings.duckdb_path)
-        try:
-            sync(con, ctx.engine, ctx.brand_id)
-            yield con
-        finally:
-            con.close()
+    return synced(ctx.settings, ctx.engine, ctx.brand_id)
 
 
 def lang_of(request: Request) -> str:
@@ -565,15 +553,11 @@ def customer_export(request: Request, key: str, me: Principal = Depends(current)
     if isinstance(found, Response):
         return found
     ctx = context(request)
-    with _warehouse_lock:
-        con = duck.connect(ctx.settings.duckdb_path)
-        try:
-            doc = privacy.export(
-                ctx.engine, brand_id=ctx.brand_id, key=str(found), actor=me.actor,
-                user_id=me.user_id, warehouse=con,
-            )  # fmt: skip
-        finally:
-            con.close()
+    with held(ctx.settings) as con:
+        doc = privacy.export(
+            ctx.engine, brand_id=ctx.brand_id, key=str(found), actor=me.actor,
+            user_id=me.user_id, warehouse=con,
+        )  # fmt: skip
     return Response(
         dumps(doc), media_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="customer-{found}.json"'},
@@ -662,17 +646,6 @@ def _lifecycle_of(
 # --- SOPs -----------------------------------------------------------------------------------
 
 
-def _trigger_label(defn: Any) -> str:
-    t = defn.trigger
-    if t.event is not None:
-        return f"event {t.event.type}"
-    if t.schedule is not None:
-        return f"cron {t.schedule}"
-    if t.after_purchase is not None:
-        return f"+{t.after_purchase.days}d after purchase"
-    return "birthday" if t.birthday is not None else "anniversary"
-
-
 @router.get("/sops")
 def sop_list(request: Request, me: Principal = Depends(current)) -> HTMLResponse:
     """Every SOP with its delivery and conversion figures (SPEC §7, §5.16) — for a store or a
@@ -684,7 +657,7 @@ def sop_list(request: Request, me: Principal = Depends(current)) -> HTMLResponse
         within = None if ids is None else set(ids)
         for sop in sop_service.list_all(conn, brand_id=ctx.brand_id):
             defn = sop_service.definition_of(conn, sop.id, sop.version)
-            rows.append({"sop": sop, "trigger": _trigger_label(defn), "steps": len(defn.steps),
+            rows.append({"sop": sop, "trigger": sop_service.trigger_label(defn), "steps": len(defn.steps),
                          "r": sop_report.report(conn, brand_id=ctx.brand_id, key=sop.key,
                                                 within=within)})  # fmt: skip
     return render(request, "sops.html", me, rows=rows)

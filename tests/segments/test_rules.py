@@ -65,7 +65,11 @@ BAD = [
     ),  # fmt: skip
     (
         {"field": "orders.count", "op": "gte", "value": 1, "within_days": 0},
-        "rule.within_days: expected a whole number of days ≥ 1, got 0",
+        "rule.within_days: expected a whole number of days from 1 to 36500, got 0",
+    ),  # fmt: skip
+    (
+        {"field": "orders.count", "op": "gte", "value": 1, "within_days": 10**12},
+        "rule.within_days: expected a whole number of days from 1 to 36500, got 1000000000000",
     ),  # fmt: skip
     (
         {"field": "orders.count", "op": "gte", "value": 1, "skus": ["C1"]},
