@@ -19,7 +19,7 @@ from siyu.auth.principal import SCOPES
 from siyu.config import Settings
 from siyu.runtime import open_brand
 from siyu.segments import service as segments
-from tests.api.test_sops_api import journeys
+from tests.api.test_sops_api import WEEKLY
 from tests.api.tokens import issue
 from tests.metrics import brand
 from tests.web import console_brand as cb
@@ -97,7 +97,7 @@ def customer_ids(value: Any) -> set[int]:
 @pytest.fixture
 def walked(settings: Settings, tmp_path: Path) -> Iterator[tuple[Any, dict[str, Any]]]:
     cb.build(settings, tmp_path)
-    journeys(settings)  # SOPs with journeys of P1 (S001) and P3 (S002)
+    cb.welcome_journeys(settings, WEEKLY)  # SOPs with journeys of P1 (S001) and P3 (S002)
     engine, brand_id = open_brand(settings)
     with engine.begin() as conn:
         segments.create(conn, brand_id=brand_id, name="everyone", rule=MATCH_ALL)

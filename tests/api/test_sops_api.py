@@ -4,7 +4,6 @@ over the journeys of the customers the token may read, as the console's SOP list
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from siyu.auth.principal import SCOPES
-from siyu.automation import outbox
 from siyu.config import Settings
 from siyu.runtime import open_brand
 from siyu.sop import report
 from siyu.sop import service as sop_service
-from siyu.sop.models import SopEnrollment
 from tests.api.tokens import issue
 from tests.web import console_brand as cb
-from tests.web.test_console import SOP
 
 TOKENS = {
     "hq": ("hq_admin", None, None, SCOPES),
@@ -31,28 +27,10 @@ WEEKLY = {"key": "weekly", "name": "周报", "trigger": {"schedule": "0 9 * * 1"
           "steps": [{"send": {"channel": "wecom", "variants": [{"text": "本周新品"}]}}]}  # fmt: skip
 
 
-def journeys(settings: Settings) -> None:
-    """`welcome` enrolled P1 and P3 on 07-05 and queued a message to each (nothing sent)."""
-    engine, brand_id = open_brand(settings)
-    at = datetime(2025, 7, 5, 2, tzinfo=UTC)
-    with engine.begin() as conn:
-        for raw in (SOP, WEEKLY):
-            sop_service.import_definition(conn, brand_id=brand_id, raw=raw)
-        sop_id = sop_service.get(conn, brand_id=brand_id, key="welcome").sop.id
-        conn.execute(SopEnrollment.__table__.insert(), [
-            {"brand_id": brand_id, "sop_id": sop_id, "version": 1, "subject": f"c:{c}",
-             "customer_id": c, "occurrence": "o1", "enrolled_at": at, "holdout": False,
-             "status": "done", "step_index": 1, "due_at": at}
-            for c in (1, 3)])  # fmt: skip
-    outbox.enqueue(engine, brand_id, [outbox.Enqueue(f"sop:welcome:1:0:{c}:o1", "wecom", c, {})
-                                      for c in (1, 3)])  # fmt: skip
-    engine.dispose()
-
-
 @pytest.fixture
 def api(settings: Settings, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, Any]]]:
     cb.build(settings, tmp_path)
-    journeys(settings)
+    cb.welcome_journeys(settings, WEEKLY)
     auth = issue(settings, TOKENS)
     with cb.client(settings) as client:
         yield client, auth
@@ -88,7 +66,7 @@ def test_one_sop_shows_its_current_definition(api, settings: Settings) -> None: 
     assert got["definition"]["key"] == "welcome"
     assert got["definition"]["trigger"]["event"]["type"] == "friend_added"
     assert got["definition"]["steps"][0]["send"]["variants"][0]["text"] == "你好"
-    changed = {**SOP, "name": "欢迎 v2"}
+    changed = {**cb.SOP, "name": "欢迎 v2"}
     engine, brand_id = open_brand(settings)
     with engine.begin() as conn:
         assert sop_service.import_definition(conn, brand_id=brand_id, raw=changed).version == 2

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -85,3 +87,30 @@ def login(c: TestClient, name: str) -> None:
     r = c.post("/login", data={"username": name, "password": PASSWORD}, follow_redirects=False)
     assert r.status_code == 303, r.text
     c.headers["X-CSRF-Token"] = csrf_token(c.cookies[COOKIE])
+
+
+SOP = {"key": "welcome", "name": "欢迎 Welcome", "trigger": {"event": {"type": "friend_added"}},
+       "steps": [{"send": {"channel": "wecom", "variants": [{"text": "你好"}]}}]}  # fmt: skip
+
+
+def welcome_journeys(settings: Settings, *others: dict[str, Any]) -> None:
+    """Import SOP (and `others`); `welcome` enrolled P1 and P3 on 07-05 and queued a message to
+    each (nothing sent)."""
+    from siyu.automation import outbox
+    from siyu.sop import service as sop_service
+    from siyu.sop.models import SopEnrollment
+
+    engine, brand_id = open_brand(settings)
+    at = datetime(2025, 7, 5, 2, tzinfo=UTC)
+    with engine.begin() as conn:
+        for raw in (SOP, *others):
+            sop_service.import_definition(conn, brand_id=brand_id, raw=raw)
+        sop_id = sop_service.get(conn, brand_id=brand_id, key="welcome").sop.id
+        conn.execute(SopEnrollment.__table__.insert(), [
+            {"brand_id": brand_id, "sop_id": sop_id, "version": 1, "subject": f"c:{c}",
+             "customer_id": c, "occurrence": "o1", "enrolled_at": at, "holdout": False,
+             "status": "done", "step_index": 1, "due_at": at}
+            for c in (1, 3)])  # fmt: skip
+    outbox.enqueue(engine, brand_id, [outbox.Enqueue(f"sop:welcome:1:0:{c}:o1", "wecom", c, {})
+                                      for c in (1, 3)])  # fmt: skip
+    engine.dispose()

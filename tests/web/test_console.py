@@ -11,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from siyu.config import Settings
-from siyu.runtime import open_brand
 from tests.factories import audit_log
 from tests.metrics import brand
 from tests.web import console_brand as cb
@@ -220,34 +219,12 @@ def test_posts_without_the_sessions_csrf_token_are_refused(console: TestClient) 
     assert cross.status_code == 403
 
 
-SOP = {"key": "welcome", "name": "欢迎 Welcome", "trigger": {"event": {"type": "friend_added"}},
-       "steps": [{"send": {"channel": "wecom", "variants": [{"text": "你好"}]}}]}  # fmt: skip
-
-
 def test_sop_list_shows_delivery_and_conversion_within_the_users_scope(
     console: TestClient, settings: Settings
 ) -> None:
-    from datetime import UTC, datetime
-
-    from siyu.automation import outbox
-    from siyu.sop import service as sop_service
-    from siyu.sop.models import SopEnrollment
-
     cb.login(console, "ops")
     assert 'data-testid="no-sops"' in console.get("/sops").text
-    engine, brand_id = open_brand(settings)
-    at = datetime(2025, 7, 5, 2, tzinfo=UTC)
-    with engine.begin() as conn:
-        sop_service.import_definition(conn, brand_id=brand_id, raw=SOP)
-        sop_id = sop_service.get(conn, brand_id=brand_id, key="welcome").sop.id
-        conn.execute(SopEnrollment.__table__.insert(), [
-            {"brand_id": brand_id, "sop_id": sop_id, "version": 1, "subject": f"c:{c}",
-             "customer_id": c, "occurrence": "o1", "enrolled_at": at, "holdout": False,
-             "status": "done", "step_index": 1, "due_at": at}
-            for c in (1, 3)])  # fmt: skip
-    outbox.enqueue(engine, brand_id, [outbox.Enqueue(f"sop:welcome:1:0:{c}:o1", "wecom", c, {})
-                                      for c in (1, 3)])  # fmt: skip
-    engine.dispose()
+    cb.welcome_journeys(settings)
     row = cells(console.get("/sops").text, "welcome", attr="data-sop")
     # P1 has a paid order within 7 days of 07-05 (tests/metrics/brand.py), P3 has none
     # status, trigger, journeys, reached, delivered (nothing sent yet), conversion
