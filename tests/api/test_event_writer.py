@@ -103,7 +103,7 @@ def test_an_integration_error_reaches_every_request_of_the_group(
 class _Broken:
     """An engine whose database is gone."""
 
-    def begin(self) -> Any:
+    def connect(self) -> Any:
         raise RuntimeError("database unreachable")
 
 
