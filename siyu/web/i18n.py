@@ -117,6 +117,7 @@ TEXT: dict[str, tuple[str, str]] = {
         "数据仓库正被另一个 Siyu 进程占用（如正在运行的每日计算），请稍后刷新。",
         "The warehouse is in use by another Siyu process (a daily pass, say); refresh in a moment.",
     ),
+    "counting": ("计算中…", "Counting…"),
     "data_through": ("数据截至（含）", "Data through (inclusive)"),
     "people": ("人", "customers"),
     "preview": ("样本（前10位）", "Sample (first 10)"),
