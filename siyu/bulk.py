@@ -109,13 +109,7 @@ def int_table(
     """
     conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
     ddl = ", ".join(f"{c} BIGINT" for c in columns)
-    if keyed and conn.dialect.name == "sqlite":
-        # the rowid itself: one b-tree, not a table and a separate key index (a third faster
-        # to fill)
-        ddl = ", ".join(
-            [f"{columns[0]} INTEGER PRIMARY KEY", *(f"{c} BIGINT" for c in columns[1:])]
-        )
-    elif keyed:
+    if keyed:
         ddl += f", PRIMARY KEY ({columns[0]})"
     conn.execute(text(f"CREATE TEMPORARY TABLE {name} ({ddl})"))
     if len(arrays) == 0 or len(arrays[0]) == 0:
