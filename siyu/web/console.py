@@ -675,8 +675,8 @@ def _data_through(con: duckdb.DuckDBPyConnection, ctx: AppContext) -> date:
 def _through_instant(day: date, ctx: AppContext) -> datetime:
     """The instant a count "through `day`" is taken: the end of that day in the brand's zone,
     or now while that day is still running."""
-    tz = ZoneInfo(ctx.settings.timezone)
-    return min(datetime.combine(day + timedelta(days=1), dtime(), tz), datetime.now(tz))
+    tz = ctx.settings.timezone
+    return min(evaluate.day_start(day + timedelta(days=1), tz), datetime.now(ZoneInfo(tz)))
 
 
 @router.get("/segments")
