@@ -344,6 +344,9 @@ def run(label: str, settings: Settings, args: argparse.Namespace) -> None:
         flush=True,
     )
     del pid, src
+    if args.setup_only:
+        engine.dispose()
+        return
     k, limit = settings.k_guard, args.pass_limit
     timed("first pass (full)", engine, brand_id, k, limit)
     timed("re-run, nothing changed", engine, brand_id, k, limit)
@@ -392,6 +395,11 @@ def main() -> None:
         "--pass-limit", type=float, help="PostgreSQL: cancel a pass after this many seconds"
     )
     parser.add_argument("--keep", type=Path, help="SQLite: keep the data directory here")
+    parser.add_argument(
+        "--setup-only",
+        action="store_true",
+        help="write the records and stop (with --keep: a store to copy for repeated first passes)",
+    )
     args = parser.parse_args()
     print(f"load: {load()}")
     if args.pg:

@@ -187,11 +187,13 @@ def _pass(
     cust_of_comp, merges, splits, created, revived = _assign_customers(
         comp, g.rec_cust, g.rec_first, homed_elsewhere
     )
-    new_ids = _create_customers(conn, brand_id, created, now)
+    new_ids = _new_customer_ids(conn, created)
     cust_of_comp[cust_of_comp < 0] = new_ids[-cust_of_comp[cust_of_comp < 0] - 1]
+    split_new = sum(1 for _, n in splits if n < 0)
     splits = [(o, int(new_ids[-n - 1]) if n < 0 else n) for o, n in splits]
-    split_new = sum(1 for o, n in splits if n in set(new_ids.tolist()))
     new_cust = cust_of_comp[comp]
+    sole = _sole_records(new_cust, g.rec_id) if full else None
+    _create_customers(conn, brand_id, new_ids, now, sole)
 
     _write_records(conn, g.rec_id, g.rec_cust, g.rec_first, new_cust)
     _write_customers(conn, brand_id, merges, revived, splits, new_cust, now)
@@ -204,10 +206,12 @@ def _pass(
     # Profiles: of customers whose records changed hands, and of customers one of whose
     # records changed its name or gender since the last pass (a WeCom edit, a re-import).
     edited = _edited_customers(conn, brand_id, None if last is None else last[0] - overlap)
-    _merge_profiles(
-        conn, brand_id, np.unique(np.concatenate([new_cust[new_cust != g.rec_cust], edited])),
-        sole=_sole_records(new_cust, g.rec_id) if full else None,
-    )  # fmt: skip
+    touched = np.unique(np.concatenate([new_cust[new_cust != g.rec_cust], edited]))
+    if sole is not None:  # new customers with one record were created with its profile
+        born = np.isin(sole[0], new_ids)
+        touched = touched[~np.isin(touched, sole[0][born])]
+        sole = (sole[0][~born], sole[1][~born])
+    _merge_profiles(conn, brand_id, touched, sole=sole)
     _save_pass(conn, brand_id, now, k_guard)
     return ResolutionResult(
         records=0,
@@ -258,9 +262,14 @@ def _load_brand(conn: Connection, brand_id: int) -> _Graph:
         brand_id=brand_id,
         ncols=4,
     )
+    # A store that is (nearly) all this brand's: every pair is read without asking each
+    # record's brand, and other brands' few pairs are dropped below (a quarter of the read).
+    top = conn.execute(text("SELECT coalesce(max(id), 0) FROM source_record")).scalar_one()
     pair_rec, pair_ident = fetch_int_columns(
         conn,
-        "SELECT ri.record_id, ri.identifier_id FROM record_identity ri "
+        "SELECT record_id, identifier_id FROM record_identity"
+        if len(rec_id) * 10 >= top * 9
+        else "SELECT ri.record_id, ri.identifier_id FROM record_identity ri "
         "JOIN source_record r ON r.id = ri.record_id WHERE r.brand_id = :b",
         brand_id=brand_id,
         ncols=2,
@@ -274,7 +283,7 @@ def _load_brand(conn: Connection, brand_id: int) -> _Graph:
     # Each statement reads what is committed when it runs (PostgreSQL's READ COMMITTED): a
     # record another process committed after the records were read (a WeCom event, an API
     # ingest) can show up among the pairs. Such pairs wait for the next pass, which reads that
-    # record as changed since this one began (less OVERLAP).
+    # record as changed since this one began (less OVERLAP). Other brands' pairs go here too.
     seen = _known(rec_id, pair_rec) & _known(ident_id, pair_ident)
     if not seen.all():
         pair_rec, pair_ident = pair_rec[seen], pair_ident[seen]
@@ -423,52 +432,83 @@ def _assign_customers(
 
     # Components left without a customer: revive a former id of theirs (an undone merge), or new.
     orphan = np.flatnonzero(cust_of_comp == 0)
-    homed = set(home_cust.tolist())
-    revived: list[int] = []
-    splits: list[tuple[int, int]] = []
-    if len(orphan):
-        is_orphan = np.zeros(n_comp, dtype=bool)
-        is_orphan[orphan] = True
-        rec_orphan = is_orphan[comp]
-        # An orphan component that holds records of a customer homed elsewhere was split off.
-        origin = np.zeros(n_comp, dtype=np.int64)
-        sel = rec_orphan & has
-        np.maximum.at(origin, comp[sel], rec_cust[sel])
-        former = np.full(n_comp, np.iinfo(np.int64).max)
-        sel = rec_orphan & (rec_first > 0)
-        np.minimum.at(former, comp[sel], rec_first[sel])
-        created = 0
-        maybe = former[orphan]
-        homed |= homed_elsewhere(maybe[maybe != np.iinfo(np.int64).max].tolist())
-        for k in orphan.tolist():
-            candidate = int(former[k])
-            if candidate != np.iinfo(np.int64).max and candidate not in homed:
-                homed.add(candidate)
-                revived.append(candidate)
-                cust_of_comp[k] = candidate
-            else:
-                created += 1
-                cust_of_comp[k] = -created
-            if origin[k]:
-                splits.append((int(origin[k]), int(cust_of_comp[k])))
-        return cust_of_comp, merges, splits, created, revived
-    return cust_of_comp, merges, splits, 0, revived
+    if len(orphan) == 0:
+        return cust_of_comp, merges, [], 0, []
+    none = np.iinfo(np.int64).max
+    rec_orphan = (cust_of_comp == 0)[comp]
+    # An orphan component that holds records of a customer homed elsewhere was split off.
+    origin = np.zeros(n_comp, dtype=np.int64)
+    sel = rec_orphan & has
+    np.maximum.at(origin, comp[sel], rec_cust[sel])
+    former = np.full(n_comp, none)
+    sel = rec_orphan & (rec_first > 0)
+    np.minimum.at(former, comp[sel], rec_first[sel])
+    candidate = former[orphan]
+    maybe = candidate != none
+    elsewhere = np.fromiter(homed_elsewhere(candidate[maybe].tolist()), dtype=np.int64)
+    # A former id is revived unless its customer lives on (here or outside the scope); of two
+    # orphans with the same former id, the first (lowest component) takes it.
+    revive = maybe & ~np.isin(candidate, np.concatenate([home_cust, elsewhere]))
+    taken = np.zeros(len(orphan), dtype=bool)
+    _, first_of = np.unique(candidate[revive], return_index=True)
+    taken[np.flatnonzero(revive)[first_of]] = True
+    created = int((~taken).sum())
+    cust_of_comp[orphan] = np.where(taken, candidate, -np.cumsum(~taken))
+    split = origin[orphan] != 0
+    splits = list(
+        zip(origin[orphan][split].tolist(), cust_of_comp[orphan][split].tolist(), strict=True)
+    )
+    return cust_of_comp, merges, splits, created, candidate[taken].tolist()
 
 
-def _create_customers(conn: Connection, brand_id: int, count: int, now: datetime) -> np.ndarray:
+def _new_customer_ids(conn: Connection, count: int) -> np.ndarray:
+    """Ids for `count` new customers, allocated explicitly so that they map to components
+    without a round trip (the pass holds the write lock from its first write on)."""
     if count == 0:
         return np.zeros(0, dtype=np.int64)
     start = conn.execute(text("SELECT coalesce(max(id), 0) FROM customer")).scalar_one()
-    # Ids are allocated explicitly so that the new rows map to components without a round trip.
-    ids = np.arange(start + 1, start + 1 + count, dtype=np.int64)
-    int_table(conn, "new_customer", ["id"], [ids])
-    with bulk_load(conn, Customer.__table__, count):
+    return np.arange(start + 1, start + 1 + count, dtype=np.int64)
+
+
+def _create_customers(
+    conn: Connection,
+    brand_id: int,
+    ids: np.ndarray,
+    now: datetime,
+    sole: tuple[np.ndarray, np.ndarray] | None,
+) -> None:
+    """Insert the new customers (`ids`, a range). Those in `sole` (customer, its one record)
+    take that record's profile in the insert itself: each row written once, at its final size
+    (filling the profile in afterwards grew every row in place — most of a first pass's
+    profile time at 10M records)."""
+    if len(ids) == 0:
+        return
+    # The ids are a range, made by the database itself rather than sent to it row by row.
+    if conn.dialect.name == "postgresql":
+        numbers = "SELECT generate_series(CAST(:lo AS BIGINT), CAST(:hi AS BIGINT)) AS id"
+    else:
+        numbers = (
+            "WITH RECURSIVE n(id) AS (SELECT :lo UNION ALL SELECT id + 1 FROM n WHERE id < :hi) "
+            "SELECT id FROM n"
+        )
+    columns, values, rows = "", "", f"({numbers}) AS n"
+    if sole is not None:
+        born = (sole[0] >= ids[0]) & (sole[0] <= ids[-1])
+        int_table(conn, "sole_record", ["customer_id", "record_id"],
+                  [sole[0][born], sole[1][born]])  # fmt: skip
+        columns = "".join(f", {f}" for f in PROFILE_FIELDS)
+        values = "".join(f", r.{f}" for f in PROFILE_FIELDS)
+        rows += (
+            " LEFT JOIN sole_record s ON s.customer_id = n.id"
+            " LEFT JOIN source_record r ON r.id = s.record_id"
+        )
+    with bulk_load(conn, Customer.__table__, len(ids)):
         conn.execute(
             text(
-                "INSERT INTO customer (id, brand_id, created_at, updated_at) "
-                "SELECT id, :b, :now, :now FROM new_customer ORDER BY id"
+                f"INSERT INTO customer (id, brand_id, created_at, updated_at{columns}) "
+                f"SELECT n.id, :b, :now, :now{values} FROM {rows}"
             ),
-            {"b": brand_id, "now": now},
+            {"b": brand_id, "now": now, "lo": int(ids[0]), "hi": int(ids[-1])},
         )
     if conn.dialect.name == "postgresql":
         conn.execute(
@@ -476,7 +516,6 @@ def _create_customers(conn: Connection, brand_id: int, count: int, now: datetime
                 "SELECT setval(pg_get_serial_sequence('customer', 'id'), (SELECT max(id) FROM customer))"
             )
         )
-    return ids
 
 
 def _write_records(
@@ -490,7 +529,8 @@ def _write_records(
     int_table(
         conn, "record_customer", ["record_id", "customer_id"], [rec_id[changed], new_cust[changed]]
     )
-    with bulk_load(conn, SourceRecord.__table__, int(changed.sum())):
+    updating = ("customer_id", "first_customer_id")
+    with bulk_load(conn, SourceRecord.__table__, int(changed.sum()), updating=updating):
         conn.execute(
             text(
                 "UPDATE source_record SET customer_id = rc.customer_id, "
@@ -596,7 +636,8 @@ def _write_identifiers(
         [ident_id[changed], best[changed], ident_status[changed]],
     )
     status = "CASE ic.status " + " ".join(f"WHEN {i} THEN '{s}'" for i, s in enumerate(STATUSES))
-    with bulk_load(conn, Identifier.__table__, int(changed.sum())):
+    updating = ("customer_id", "status", "changed_at")
+    with bulk_load(conn, Identifier.__table__, int(changed.sum()), updating=updating):
         conn.execute(
             text(
                 "UPDATE identifier SET customer_id = NULLIF(ic.customer_id, 0), "
@@ -682,13 +723,14 @@ def _merge_profiles(
         alone = np.isin(sole[0], customer_ids)
         int_table(conn, "sole_record", ["customer_id", "record_id"],
                   [sole[0][alone], sole[1][alone]])  # fmt: skip
-        conn.execute(
-            text(
-                f"UPDATE customer SET {', '.join(f'{f} = r.{f}' for f in PROFILE_FIELDS)} "
-                "FROM sole_record s CROSS JOIN source_record r "
-                "WHERE r.id = s.record_id AND s.customer_id = customer.id"
+        with bulk_load(conn, Customer.__table__, int(alone.sum()), updating=PROFILE_FIELDS):
+            conn.execute(
+                text(
+                    f"UPDATE customer SET {', '.join(f'{f} = r.{f}' for f in PROFILE_FIELDS)} "
+                    "FROM sole_record s CROSS JOIN source_record r "
+                    "WHERE r.id = s.record_id AND s.customer_id = customer.id"
+                )
             )
-        )
         customer_ids = customer_ids[~np.isin(customer_ids, sole[0])]
     if len(customer_ids) == 0:
         return

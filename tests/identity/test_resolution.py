@@ -216,3 +216,28 @@ def test_profile_takes_each_field_from_the_best_source_then_the_latest(
     assert profile(one) == ("门店名", "female", "上海")
     assert profile(sole) == ("新昵称", "male", "深圳")  # the same source: the latest record wins
     engine.dispose()
+
+
+def test_a_brand_pass_leaves_another_brand_sharing_the_store_alone(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # The other brand's records carry the same values; its one record is under a tenth of the
+    # store, so the big brand's full pass reads every pair of the store and must drop its.
+    other = settings.model_copy(update={"brand_code": "other", "brand_name": "Other"})
+    run_import(
+        other, write_dir(tmp_path / "b", {"records.csv": RECORDS + "X,pos,13800138000,U1,M1,\n"})
+    )
+    rows = "".join(f"P{i},pos,1380013{i:04d},,M{i},\n" for i in range(20))
+    summary = run_import(
+        settings, write_dir(tmp_path / "a", {"records.csv": RECORDS + rows + "Q,mp,,U1,M1,\n"})
+    )
+    assert summary.identity is not None and summary.identity.customers == 20
+    theirs = customer_of(other, "unionid:U1")
+    engine, brand_id = engine_for(settings)
+    again = identity_service.resolve(engine, brand_id=brand_id, k_guard=5, full=True)
+    engine.dispose()
+    assert (again.records, again.customers, again.created, again.merged) == (21, 20, 0, 0)
+    assert customer_of(settings, "unionid:U1") == customer_of(settings, "member_no:M1")
+    assert customer_of(other, "phone:13800138000") == theirs == customer_of(other, "member_no:M1")
+    assert scalar(other, "SELECT count(*) FROM customer WHERE brand_id = "
+                  "(SELECT id FROM brand WHERE code = 'other')") == 1  # fmt: skip
