@@ -105,13 +105,20 @@ def int_table(
 ) -> None:
     """Create (or replace) a temporary table of BIGINT columns filled from NumPy arrays.
 
-    keyed: the first column is unique and becomes the primary key.
+    keyed: the first column is unique and becomes the primary key. On SQLite the table is
+    then WITHOUT ROWID, one b-tree in key order instead of a table and its key index: a sixth
+    less to fill. (Declaring the key the rowid fills faster still, but SQLite then plans
+    `UPDATE … FROM` as a scan of the whole target table with a seek into this one: the likely
+    reason a 10M-record identity run was slower with it.)
     """
     conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
     ddl = ", ".join(f"{c} BIGINT" for c in columns)
     if keyed:
         ddl += f", PRIMARY KEY ({columns[0]})"
-    conn.execute(text(f"CREATE TEMPORARY TABLE {name} ({ddl})"))
+    clustered = keyed and conn.dialect.name == "sqlite"
+    conn.execute(
+        text(f"CREATE TEMPORARY TABLE {name} ({ddl}){' WITHOUT ROWID' if clustered else ''}")
+    )
     if len(arrays) == 0 or len(arrays[0]) == 0:
         return
     raw = conn.connection.dbapi_connection
