@@ -25,6 +25,10 @@ Each pass prints its wall time, the CPU seconds of this process and (PostgreSQL)
 database's server backends, and the machine's load. --pass-limit cancels a PostgreSQL pass
 that runs longer (reported as killed) so that a plan that never finishes cannot hang the run.
 
+--setup-only --keep DIR writes the records and stops; --from DIR then times the first pass
+and a re-run on a fresh copy of that store, so that two revisions' first passes run on the same
+records (each from its own checkout). --phases prints the first pass's steps.
+
 The records are stamped two days ago, as if imported earlier; the 1 % batch is stamped now.
 """
 
@@ -323,6 +327,61 @@ def rechange_all(engine: Engine, brand_id: int) -> int:
         ).rowcount
 
 
+# The pass's steps timed by --phases (wall and CPU seconds, summed over calls); int_table, the
+# temp tables, is also counted inside the steps that fill them.
+PHASES = (
+    "add_all_fact_identifiers", "add_reference_records", "_load_brand", "connected_components",
+    "_assign_customers", "_create_customers", "_write_records", "_write_customers",
+    "_write_identifiers", "_write_quarantine", "_merge_profiles", "int_table",
+)  # fmt: skip
+
+
+def time_phases() -> dict[str, list[float]]:
+    """Wrap the identity pass's steps (module globals, looked up at each call) with timers."""
+    spent: dict[str, list[float]] = {}
+    for name in PHASES:
+        if not hasattr(identity_service, name):  # another revision's step names
+            continue
+        step = getattr(identity_service, name)
+
+        def timed_step(*a: object, _step=step, _name=name, **kw: object) -> object:
+            started, cpu = time.perf_counter(), own_cpu()
+            try:
+                return _step(*a, **kw)
+            finally:
+                total = spent.setdefault(_name, [0.0, 0.0])
+                total[0] += time.perf_counter() - started
+                total[1] += own_cpu() - cpu
+
+        setattr(identity_service, name, timed_step)
+    return spent
+
+
+def print_phases(spent: dict[str, list[float]]) -> None:
+    for name, (wall, cpu) in sorted(spent.items(), key=lambda kv: -kv[1][0]):
+        print(f"    {name:<32} {wall:7.1f} s  cpu {cpu:6.1f} s")
+    spent.clear()
+
+
+def run_from(store: Path, args: argparse.Namespace) -> None:
+    """The first pass and a re-run on a copy of a store kept by --setup-only --keep."""
+    work = Path(tempfile.mkdtemp(prefix="siyu-bench-"))
+    try:
+        started = time.perf_counter()
+        shutil.copytree(store, work, dirs_exist_ok=True)
+        print(f"[sqlite] copied {store} in {time.perf_counter() - started:.1f} s", flush=True)
+        settings = Settings(data_dir=work)
+        engine, brand_id = open_brand(settings)
+        spent = time_phases() if args.phases else None
+        timed("first pass (full)", engine, brand_id, settings.k_guard, None)
+        if spent is not None:
+            print_phases(spent)
+        timed("re-run, nothing changed", engine, brand_id, settings.k_guard, None)
+        engine.dispose()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run(label: str, settings: Settings, args: argparse.Namespace) -> None:
     rng = np.random.default_rng(args.seed)
     engine, brand_id = open_brand(settings)
@@ -348,7 +407,10 @@ def run(label: str, settings: Settings, args: argparse.Namespace) -> None:
         engine.dispose()
         return
     k, limit = settings.k_guard, args.pass_limit
+    spent = time_phases() if args.phases else None
     timed("first pass (full)", engine, brand_id, k, limit)
+    if spent is not None:
+        print_phases(spent)
     timed("re-run, nothing changed", engine, brand_id, k, limit)
     if fresh:  # every record is within the overlap: each later pass would see them all again
         engine.dispose()
@@ -400,9 +462,18 @@ def main() -> None:
         action="store_true",
         help="write the records and stop (with --keep: a store to copy for repeated first passes)",
     )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        help="SQLite: time the first pass and a re-run on a copy of a store kept by --setup-only",
+    )
+    parser.add_argument("--phases", action="store_true", help="time the first pass's steps")
     args = parser.parse_args()
     print(f"load: {load()}")
-    if args.pg:
+    if args.source:
+        run_from(args.source, args)
+    elif args.pg:
         db = args.pg_database
         if not db.isidentifier():
             parser.error(f"--pg-database: {db!r} is not a plain database name")
