@@ -409,8 +409,14 @@ def _showcase(engine: Engine, brand_id: int) -> list[str]:
 def demo(
     seed: Annotated[int, typer.Option(help="Same seed, same brand.")] = 7,
     persons: Annotated[int, typer.Option(help="People in the demo brand.")] = 20_000,
+    serve_it: Annotated[
+        bool,
+        typer.Option("--serve/--no-serve", help="End by serving the console (Ctrl-C stops it)."),
+    ] = True,
+    port: Annotated[int, typer.Option(help="Port to serve the console on.")] = 8000,
 ) -> None:
-    """Build the demo coffee brand, write it in the interchange format, and import it."""
+    """Build the demo coffee brand, write it in the interchange format, import it, and serve
+    its console with two printed logins."""
     from siyu.demo import wecom_live
     from siyu.demo.generator import generate
 
@@ -455,7 +461,30 @@ def demo(
     )
     console.print(f"  {siyu} sop list\n  {siyu} sop dry-run coffee-1200-flash",
                   highlight=False, soft_wrap=True)  # fmt: skip
-    _demo_logins(engine, brand_id, settings)
+    host = "127.0.0.1"
+    busy = serve_it and not _port_free(host, port)
+    _demo_logins(engine, brand_id, settings, served=serve_it and not busy, port=port)
+    engine.dispose()
+    if busy:
+        err.print(
+            f"[red]error:[/red] port {port} is in use, so the console is not served. The demo "
+            f"brand is ready: serve it on another port with `{siyu} serve --port {port + 1}`.",
+            highlight=False,
+        )
+        raise typer.Exit(code=1)
+    if serve_it:
+        serve(host=host, port=port, access_log=False)
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _demo_playbooks(engine: Engine, brand_id: int) -> None:
@@ -475,7 +504,9 @@ def _prog() -> str:
     return str(argv0) if argv0.name == "siyu" and not argv0.is_absolute() else "siyu"
 
 
-def _demo_logins(engine: Engine, brand_id: int, settings: Settings) -> None:
+def _demo_logins(
+    engine: Engine, brand_id: int, settings: Settings, *, served: bool, port: int
+) -> None:
     """An HQ operator and a store manager for the demo console, with fresh printed passwords."""
     from siyu.auth import passwords, users
     from siyu.orgs import service as org_service
@@ -492,15 +523,19 @@ def _demo_logins(engine: Engine, brand_id: int, settings: Settings) -> None:
             users.ensure(conn, brand_id=brand_id, username=name, role=role, password=password,
                          org=org)  # fmt: skip
             made.append((name, role, org, password))
-    prog = _prog()
-    console.print(
-        f"\n[bold]Console 运营台[/bold]: run [bold]{prog} --data-dir {settings.data_dir} serve"
-        "[/bold] and open http://127.0.0.1:8000 — log in as:",
-        highlight=False,
-    )
+    again = f"{_prog()} --data-dir {settings.data_dir} serve"
+    if served:
+        head = f"open [bold]http://127.0.0.1:{port}[/bold] — log in as:"
+        tail = f"Ctrl-C stops the console; [bold]{again}[/bold] serves it again."
+    else:
+        head = f"run [bold]{again}[/bold] and open http://127.0.0.1:8000 — log in as:"
+        tail = ""
+    console.print(f"\n[bold]Console 运营台[/bold]: {head}", highlight=False)
     for name, role, org, password in made:
         where = f" of store {org}" if org else " (whole brand)"
         console.print(f"  {name} / {password}   {role}{where}", highlight=False)
+    if tail:
+        console.print(tail, highlight=False)
 
 
 @app.command()
