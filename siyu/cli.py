@@ -461,8 +461,10 @@ def demo(
     )
     console.print(f"  {siyu} sop list\n  {siyu} sop dry-run coffee-1200-flash",
                   highlight=False, soft_wrap=True)  # fmt: skip
+    from siyu.serverthread import port_free
+
     host = "127.0.0.1"
-    busy = serve_it and not _port_free(host, port)
+    busy = serve_it and not port_free(host, port)
     _demo_logins(engine, brand_id, settings, served=serve_it and not busy, port=port)
     engine.dispose()
     if busy:
@@ -474,17 +476,6 @@ def demo(
         raise typer.Exit(code=1)
     if serve_it:
         serve(host=host, port=port, access_log=False)
-
-
-def _port_free(host: str, port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _demo_playbooks(engine: Engine, brand_id: int) -> None:

@@ -16,6 +16,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether `port` can be listened on now (a server about to start asks first)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 class ServerThread:
     """`with ServerThread(app) as server:` serves on 127.0.0.1:<free port> until the block ends."""
 

@@ -193,7 +193,10 @@ def _pass(
     splits = [(o, int(new_ids[-n - 1]) if n < 0 else n) for o, n in splits]
     new_cust = cust_of_comp[comp]
     sole = _sole_records(new_cust, g.rec_id) if full else None
-    _create_customers(conn, brand_id, new_ids, now, sole)
+    born = np.zeros(0, dtype=bool) if sole is None else np.isin(sole[0], new_ids)
+    # New customers with one record are created with its profile; the others get theirs below.
+    _create_customers(conn, brand_id, new_ids, now,
+                      None if sole is None else (sole[0][born], sole[1][born]))  # fmt: skip
 
     _write_records(conn, g.rec_id, g.rec_cust, g.rec_first, new_cust)
     _write_customers(conn, brand_id, merges, revived, splits, new_cust, now)
@@ -207,8 +210,7 @@ def _pass(
     # records changed its name or gender since the last pass (a WeCom edit, a re-import).
     edited = _edited_customers(conn, brand_id, None if last is None else last[0] - overlap)
     touched = np.unique(np.concatenate([new_cust[new_cust != g.rec_cust], edited]))
-    if sole is not None:  # new customers with one record were created with its profile
-        born = np.isin(sole[0], new_ids)
+    if sole is not None:
         touched = touched[~np.isin(touched, sole[0][born])]
         sole = (sole[0][~born], sole[1][~born])
     _merge_profiles(conn, brand_id, touched, sole=sole)
@@ -475,10 +477,10 @@ def _create_customers(
     brand_id: int,
     ids: np.ndarray,
     now: datetime,
-    sole: tuple[np.ndarray, np.ndarray] | None,
+    born: tuple[np.ndarray, np.ndarray] | None,
 ) -> None:
-    """Insert the new customers (`ids`, a range). Those in `sole` (customer, its one record)
-    take that record's profile in the insert itself: each row written once, at its final size
+    """Insert the new customers (`ids`, a range). Those in `born` (new customer, its one
+    record) take that record's profile in the insert itself: each row written once, at its final size
     (filling the profile in afterwards grew every row in place — most of a first pass's
     profile time at 10M records)."""
     if len(ids) == 0:
@@ -492,10 +494,8 @@ def _create_customers(
             "SELECT id FROM n"
         )
     columns, values, rows = "", "", f"({numbers}) AS n"
-    if sole is not None:
-        born = (sole[0] >= ids[0]) & (sole[0] <= ids[-1])
-        int_table(conn, "sole_record", ["customer_id", "record_id"],
-                  [sole[0][born], sole[1][born]])  # fmt: skip
+    if born is not None:
+        int_table(conn, "sole_record", ["customer_id", "record_id"], list(born))
         columns = "".join(f", {f}" for f in PROFILE_FIELDS)
         values = "".join(f", r.{f}" for f in PROFILE_FIELDS)
         rows += (
