@@ -25,7 +25,7 @@ ifeq ($(CHROMIUM),)
 endif
 
 test: $(VENV)/.installed browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check siyu tests bench

@@ -3,6 +3,9 @@
 PostgreSQL runs at 127.0.0.1:5432 (user postgres, database test); SIYU_TEST_PG_URL overrides.
 Each test gets a schema of its own. If PostgreSQL cannot be reached the tests fail, not skip:
 CI must prove both engines.
+
+`make test` runs the suite on every core (pytest-xdist); each test's data directory and schema
+are its own, so workers share nothing but the PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from siyu.config import Settings
+# A pytest-xdist worker starts with COLUMNS=80, and Rich fixes a console's width from COLUMNS when
+# the console is made (siyu.clikit, at import): tests that give the CLI `COLUMNS=200` to read a
+# whole table would then see it wrapped at 80. Without it, the width is read at each print.
+os.environ.pop("COLUMNS", None)
+
+from siyu.config import Settings  # noqa: E402
 
 ENGINES = ["sqlite", "postgresql"]
 PG_URL = os.environ.get("SIYU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -121,7 +121,8 @@ def test_segments_cli(tmp_path: Path) -> None:
     runner = CliRunner()
 
     def siyu(*args: str):  # type: ignore[no-untyped-def]
-        return runner.invoke(app, ["--data-dir", str(data), *args])
+        # wide enough that a long temporary path does not wrap the count onto a second line
+        return runner.invoke(app, ["--data-dir", str(data), *args], env={"COLUMNS": "200"})
 
     good = tmp_path / "coffee.json"
     good.write_text(json.dumps({"field": "tag", "op": "any_of", "value": ["咖啡爱好者"]}))
