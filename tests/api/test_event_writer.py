@@ -143,3 +143,47 @@ def test_a_time_out_of_range_in_utc_is_rejected_alone() -> None:
         ("occurred_at", "0001-01-01T00:00:00+08:00 is out of range"),
         ("occurred_at", "0001-01-01T00:00:00 is out of range"),
     ]
+
+
+def test_a_timestamp_read_by_its_minute_is_stored_as_parsing_it_whole_would() -> None:
+    """Most timestamps are converted a minute at a time (siyu.events.ingest._fast_instant); every
+    one must be stored — or rejected, with the same message — exactly as parsing it whole
+    would, including local mean time before 1901, a daylight-saving gap and fold, fractions of
+    any width and shapes the minute path does not take."""
+    import itertools
+    import random
+
+    from siyu.events.ingest import Rejected, _instant, check
+
+    def stored(value: str, tz: str) -> str | tuple[str, str]:
+        (got,) = check([ev("k", None, occurred_at=value)], tz)
+        return (got.field, str(got)) if isinstance(got, Rejected) else got[3]
+
+    # instants worked out by hand, so that both paths sharing a mistake would still fail
+    assert stored("2025-07-20T09:00:00.5+05:30", "UTC") == "2025-07-20 03:30:00.500000"
+    assert stored("2025-07-20T09:00:07Z", "Asia/Shanghai") == "2025-07-20 09:00:07.000000"
+    assert stored("2025-07-20 09:00:07.123", "Asia/Shanghai") == "2025-07-20 01:00:07.123000"
+    # Shanghai kept local mean time, +08:05:43, until 1901: the seconds move too
+    assert stored("1900-12-31T23:59:30", "Asia/Shanghai") == "1900-12-31 15:53:47.000000"
+    # New York: 02:30 on 2025-03-09 does not exist, 01:30 on 2025-11-02 happens twice
+    assert stored("2025-03-09T02:30:15", "America/New_York") == "2025-03-09 07:30:15.000000"
+    assert stored("2025-11-02T01:30:15", "America/New_York") == "2025-11-02 05:30:15.000000"
+    assert stored("2025-07-20T09:00:60+08:00", "UTC")[0] == "occurred_at"  # no leap second
+    assert stored("9999-12-31T23:59:59+08:00", "UTC")[0] == "occurred_at"  # in the future
+
+    days = ["2025-11-01", "2025-03-09", "2025-11-02", "1900-12-31", "1901-01-01", "0001-01-01",
+            "9999-12-31", "2024-02-29", "2025-02-29", "2025-13-01"]  # fmt: skip
+    clocks = ["T09:00", " 23:59", "T00:00", "T02:30", "T01:30", "T24:00", "T12:61", "t09:00"]
+    seconds = [":00", ":59", ":60", ":17", ":5", ":a1", ""]
+    fractions = ["", ".5", ".12", ".123", ".1234", ".12345", ".123456", ".1234567", ",123", "."]
+    zones = ["", "Z", "z", "+08:00", "-05:00", "+05:30", "+0800", "+08", "+08:00:30", "+24:00",
+             "-00:00", "+08:0a"]  # fmt: skip
+    tzs = ["Asia/Shanghai", "America/New_York", "Asia/Kolkata", "UTC"]
+    combos = list(itertools.product(days, clocks, seconds, fractions, zones, tzs))
+    for day, clock, sec, frac, zone, tz in random.Random(3).sample(combos, 20_000):
+        value = f"{day}{clock}{sec}{frac}{zone}"
+        try:
+            whole: str | tuple[str, str] = _instant(value, tz, datetime.now(UTC))
+        except Rejected as e:
+            whole = (e.field, str(e))
+        assert stored(value, tz) == whole, (value, tz)
