@@ -363,9 +363,8 @@ def _insert(raw: _Raw, brand_id: int, rows: list[tuple[Valid, int | None]], now:
         raw.cur.execute(PG_INSERT, [brand_id, now, doc])
         return {k for (k,) in raw.cur.fetchall()}
     # SQLite: the keys already stored are read first (one row: _Raw.rows), and the insert
-    # returns nothing — RETURNING would step once per row. Both run in the group's one
-    # transaction, which SQLite refuses to commit a write in if another connection wrote since
-    # its first read: the keys read are the keys the insert skips.
+    # returns nothing — RETURNING would step once per row. Both run under the write lock the
+    # group's transaction took first (`_unit`): the keys read are the keys the insert skips.
     keys = {v[0] for v, _ in rows}
     stored = raw.rows(
         "SELECT json_group_array(e.idempotency_key) FROM json_each(%s) x CROSS JOIN event e "
@@ -388,23 +387,29 @@ def _unit(engine: Engine) -> Iterator[Connection]:
     saves the BEGIN and COMMIT round trips (a one-event group makes two statements instead of
     four): the group's only write is one INSERT statement, atomic by itself, and at READ
     COMMITTED (the server's default, which Siyu keeps) every statement reads its own snapshot
-    inside a transaction too, so the lookups before it see exactly what they would there."""
+    inside a transaction too, so the lookups before it see exactly what they would there.
+
+    On SQLite the transaction takes the write lock before its first read (BEGIN IMMEDIATE;
+    Python's sqlite3 would begin only at the insert): the keys `_insert` reads as stored are
+    then exactly those its insert skips, as no other writer can commit in between."""
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
         else:
             with conn.begin():
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
                 yield conn
 
 
 def record_many(engine: Engine, brand_id: int, batches: list[tuple[Principal, Checked]]
-                ) -> list[dict[str, Any]]:  # fmt: skip
-    """Store each valid event of every batch (as `check` left them) once, in one write (`_unit`);
-    per batch, report created / duplicate / rejected per item, in order."""
+                ) -> set[str]:  # fmt: skip
+    """Store each valid event of every batch (as `check` left them) once, in one write (`_unit`):
+    the idempotency keys created. An event whose customer is unknown, or outside its caller's
+    scope, becomes a Rejected in its batch. Each batch's answer is then `answer`'s — built
+    by the caller, so that a writer thread does only the writing."""
     now = datetime.now(UTC)
     keys = {v[2] for _, checked in batches for v in checked
             if type(v) is tuple and v[2] is not None}  # fmt: skip
-    results: list[dict[str, Any]] = []
     with _unit(engine) as conn:
         raw = _Raw(conn)
         found, why = _resolve(raw, pii.keyring(conn), brand_id, keys)
@@ -425,21 +430,25 @@ def record_many(engine: Engine, brand_id: int, batches: list[tuple[Principal, Ch
                         checked[n] = Rejected("customer", why.get(v[2]) or f"no customer {v[2]}")
                         continue
                 rows.append((v, cid))
-        created = _insert(raw, brand_id, rows, now)
-    for _, checked in batches:
-        out: list[dict[str, Any]] = []
-        rejected = duplicate = 0
-        for n, v in enumerate(checked):
-            if type(v) is not tuple:
-                field = f"events[{n}].{v.field}" if v.field else f"events[{n}]"
-                out.append({"status": "rejected", "field": field, "message": str(v)})
-                rejected += 1
-            elif v[0] in created:
-                created.discard(v[0])  # a key twice in one batch: the second is a duplicate
-                out.append({"status": "created", "idempotency_key": v[0]})
-            else:
-                out.append({"status": "duplicate", "idempotency_key": v[0]})
-                duplicate += 1
-        results.append({"created": len(out) - rejected - duplicate, "duplicate": duplicate,
-                        "rejected": rejected, "results": out})  # fmt: skip
-    return results
+        return _insert(raw, brand_id, rows, now)
+
+
+def answer(checked: Checked, created: set[str]) -> dict[str, Any]:
+    """One request's answer after `record_many`: created / duplicate / rejected per item, in
+    order. Takes the keys it answers `created` out of `created`: a key sent twice (in one
+    request, or in two of one group, answered in order) is created once, then a duplicate."""
+    out: list[dict[str, Any]] = []
+    rejected = duplicate = 0
+    for n, v in enumerate(checked):
+        if type(v) is not tuple:
+            field = f"events[{n}].{v.field}" if v.field else f"events[{n}]"
+            out.append({"status": "rejected", "field": field, "message": str(v)})
+            rejected += 1
+        elif v[0] in created:
+            created.discard(v[0])
+            out.append({"status": "created", "idempotency_key": v[0]})
+        else:
+            out.append({"status": "duplicate", "idempotency_key": v[0]})
+            duplicate += 1
+    return {"created": len(out) - rejected - duplicate, "duplicate": duplicate,
+            "rejected": rejected, "results": out}  # fmt: skip

@@ -187,3 +187,39 @@ def test_a_timestamp_read_by_its_minute_is_stored_as_parsing_it_whole_would() ->
         except Rejected as e:
             whole = (e.field, str(e))
         assert stored(value, tz) == whole, (value, tz)
+
+
+def test_on_sqlite_a_group_holds_the_write_lock_from_its_first_read(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The SQLite insert reports which keys it created from a read made before it: no other
+    writer may commit between the two, or a retry racing its original could be miscounted."""
+    import sqlite3
+
+    from siyu.events import ingest
+    from siyu.events.ingest import check, record_many
+
+    settings = Settings(data_dir=tmp_path / "data")
+    engine, brand_id = open_brand(settings)
+    hq = Principal(0, brand_id, "crm", "crm", "hq_operator", "HQ", None, kind="token",
+                   scopes=frozenset({"ingest"}))  # fmt: skip
+    real_insert = ingest.sqlite_insert_count
+    seen: list[str] = []
+
+    def insert_after_a_rival(*args: Any) -> int:
+        rival = sqlite3.connect(settings.data_dir / "siyu.db", timeout=0)
+        try:
+            rival.execute("INSERT INTO event (brand_id, type, idempotency_key, occurred_at, "
+                          "recorded_at, payload) VALUES (?, 'x.y', 'a', '2025-01-01 00:00:00', "
+                          "'2025-01-01 00:00:00', '{}')", (brand_id,))  # fmt: skip
+            rival.commit()
+            seen.append("rival committed")
+        except sqlite3.OperationalError as e:
+            seen.append(str(e))
+        finally:
+            rival.close()
+        return real_insert(*args)
+
+    monkeypatch.setattr(ingest, "sqlite_insert_count", insert_after_a_rival)
+    assert record_many(engine, brand_id, [(hq, check([ev("a", None)], "Asia/Shanghai"))]) == {"a"}
+    assert seen == ["database is locked"]
