@@ -198,60 +198,45 @@ class _Raw:
         self.cur = raw.cursor()
 
     def rows(self, sql: str, params: list[Any]) -> list[Any]:
-        """The query's rows. On SQLite the query makes them one JSON array in one row
-        (`json_group_array`): CPython's sqlite3 gives up the GIL around every step, and from
-        the writer's thread taking it back waits for the event loop's (bench/ingest.py)."""
         params = [orjson.dumps(p).decode() if isinstance(p, list) else p for p in params]
-        if self.pg:
-            self.cur.execute(sql, params)
-            return list(self.cur.fetchall())
-        self.cur.execute(sql.replace("%s", "?"), params)
-        return orjson.loads(self.cur.fetchone()[0])  # type: ignore[no-any-return]
+        self.cur.execute(sql, params)
+        return list(self.cur.fetchall())
 
     # One unique-index lookup per value, driven from the values whatever the table statistics
     # say: a freshly imported table looks empty to PostgreSQL's planner, which then scans it
     # (a LATERAL subquery with LIMIT is always a nested loop).
     def customers(self, brand_id: int, ids: list[int]) -> list[Any]:
-        """(id, merged_into_id) of those of `ids` that exist."""
-        if self.pg:
-            sql = (
-                "SELECT c.id, c.merged_into_id FROM json_array_elements_text(%s::json) AS x(v) "
-                "CROSS JOIN LATERAL (SELECT id, merged_into_id FROM customer "
-                "WHERE id = x.v::bigint AND brand_id = %s LIMIT 1) c"
-            )
-        else:
-            sql = (
-                "SELECT json_group_array(json_array(c.id, c.merged_into_id)) FROM json_each(%s) x "
-                "CROSS JOIN customer c WHERE c.id = x.value AND c.brand_id = %s"
-            )
+        """(id, merged_into_id) of those of `ids` that exist (PostgreSQL)."""
+        sql = (
+            "SELECT c.id, c.merged_into_id FROM json_array_elements_text(%s::json) AS x(v) "
+            "CROSS JOIN LATERAL (SELECT id, merged_into_id FROM customer "
+            "WHERE id = x.v::bigint AND brand_id = %s LIMIT 1) c"
+        )
         return self.rows(sql, [ids, brand_id])
 
     def identifiers(self, brand_id: int, id_type: str, values: list[str]) -> list[Any]:
-        """(value, customer_id) of those of `values` that are identifiers of type `id_type`."""
-        if self.pg:
-            sql = (
-                "SELECT i.value, i.customer_id FROM json_array_elements_text(%s::json) AS x(v) "
-                "CROSS JOIN LATERAL (SELECT value, customer_id FROM identifier WHERE brand_id = %s "
-                "AND id_type = %s AND value = x.v LIMIT 1) i"
-            )
-        else:
-            sql = (
-                "SELECT json_group_array(json_array(i.value, i.customer_id)) FROM json_each(%s) x "
-                "CROSS JOIN identifier i WHERE i.brand_id = %s AND i.id_type = %s "
-                "AND i.value = x.value"
-            )
+        """(value, customer_id) of those of `values` that are identifiers of type `id_type`
+        (PostgreSQL)."""
+        sql = (
+            "SELECT i.value, i.customer_id FROM json_array_elements_text(%s::json) AS x(v) "
+            "CROSS JOIN LATERAL (SELECT value, customer_id FROM identifier WHERE brand_id = %s "
+            "AND id_type = %s AND value = x.v LIMIT 1) i"
+        )
         return self.rows(sql, [values, brand_id, id_type])
 
-    def lookup(self, brand_id: int, ids: list[int], per_type: dict[str, list[str]]
-               ) -> tuple[list[Any], list[Any]]:  # fmt: skip
-        """`customers(ids)`, and (id_type, value, customer_id) of every type's `identifiers`.
+    def lookup(self, brand_id: int, ids: list[int], per_type: dict[str, list[str]],
+               keys: list[str]) -> tuple[list[Any], list[Any], list[str] | None]:  # fmt: skip
+        """`customers(ids)`; (id_type, value, customer_id) of every type's `identifiers`; and on
+        SQLite, which of the idempotency `keys` are stored already (`_insert`), else None.
         PostgreSQL answers a group that names customers both ways (or by several identifier
         types) in one statement: each query is a round trip, ~50 µs of the server's CPU on
-        loopback TCP. SQLite, in process, runs them one by one."""
-        if not self.pg or len(per_type) + bool(ids) < 2:
+        loopback TCP."""
+        if not self.pg:
+            return self._sqlite_lookup(brand_id, ids, per_type, keys)
+        if len(per_type) + bool(ids) < 2:
             found = self.customers(brand_id, ids) if ids else []
             return found, [(t, *r) for t, values in per_type.items()
-                           for r in self.identifiers(brand_id, t, values)]  # fmt: skip
+                           for r in self.identifiers(brand_id, t, values)], None  # fmt: skip
         pairs = [{"t": t, "v": v} for t, values in per_type.items() for v in values]
         sql = (
             "SELECT NULL, c.id::text, c.merged_into_id FROM json_array_elements_text(%s::json) "
@@ -262,7 +247,36 @@ class _Raw:
             "WHERE brand_id = %s AND id_type = x.t AND value = x.v LIMIT 1) i"
         )
         rows = self.rows(sql, [ids, brand_id, pairs, brand_id])
-        return [r[1:] for r in rows if r[0] is None], [r for r in rows if r[0] is not None]
+        return [r[1:] for r in rows if r[0] is None], [r for r in rows if r[0] is not None], None
+
+    def _sqlite_lookup(self, brand_id: int, ids: list[int], per_type: dict[str, list[str]],
+                       keys: list[str]) -> tuple[list[Any], list[Any], list[str]]:  # fmt: skip
+        """`lookup` on SQLite: one statement answering one row, each part one JSON array
+        (`json_group_array`). CPython's sqlite3 gives the GIL up around every step and every
+        statement, and from the writer's thread taking it back waits for the event loop's,
+        which is validating the next requests (bench/ingest.py)."""
+
+        def dumps(values: list[Any]) -> str:  # text: a blob would be read as JSONB
+            return orjson.dumps(values).decode()
+
+        parts = [
+            "(SELECT json_group_array(json_array(c.id, c.merged_into_id)) FROM json_each(?) x "
+            "CROSS JOIN customer c WHERE c.id = x.value AND c.brand_id = ?)",
+            "(SELECT json_group_array(e.idempotency_key) FROM json_each(?) x CROSS JOIN event e "
+            "WHERE e.brand_id = ? AND e.idempotency_key = x.value)",
+        ]
+        params: list[Any] = [dumps(ids), brand_id, dumps(keys), brand_id]
+        for id_type, values in per_type.items():
+            parts.append(
+                "(SELECT json_group_array(json_array(i.value, i.customer_id)) FROM json_each(?) "
+                "x CROSS JOIN identifier i WHERE i.brand_id = ? AND i.id_type = ? "
+                "AND i.value = x.value)"
+            )
+            params += [dumps(values), brand_id, id_type]
+        self.cur.execute(f"SELECT {', '.join(parts)}", params)
+        found, stored, *identified = map(orjson.loads, self.cur.fetchone())
+        return found, [(t, *r) for t, rows in zip(per_type, identified, strict=True)
+                       for r in rows], stored  # fmt: skip
 
 
 @lru_cache(maxsize=65_536)
@@ -280,11 +294,12 @@ def _classify(key: str, ring: pii.Keyring) -> int | tuple[str, str, str] | str:
 
 
 def _resolve(
-    raw: _Raw, ring: pii.Keyring, brand_id: int, keys: set[str]
-) -> tuple[dict[str, int], dict[str, str]]:
-    """Customer keys (an id or `type:value`) → live customer id, set-based; and why the others
-    name no customer, worded as `siyu.customers.service.resolve_key_or_raise` words it. Phones
-    and emails are looked up by their lookup hash, as the store holds them (siyu.pii)."""
+    raw: _Raw, ring: pii.Keyring, brand_id: int, keys: set[str], idempotency: list[str]
+) -> tuple[dict[str, int], dict[str, str], list[str] | None]:
+    """Customer keys (an id or `type:value`) → live customer id, set-based; why the others
+    name no customer, worded as `siyu.customers.service.resolve_key_or_raise` words it; and
+    on SQLite, which `idempotency` keys are stored already (read with them: `_Raw.lookup`).
+    Phones and emails are looked up by their lookup hash, as the store holds them (siyu.pii)."""
     found: dict[str, int] = {}
     why: dict[str, str] = {}
     by_id: dict[str, int] = {}
@@ -300,8 +315,10 @@ def _resolve(
     per_type: dict[str, set[str]] = defaultdict(set)  # type → values as stored
     for id_type, _, stored in by_value.values():
         per_type[id_type].add(stored)
-    rows, identified = raw.lookup(brand_id, list(set(by_id.values())),
-                                  {t: list(values) for t, values in per_type.items()})  # fmt: skip
+    rows, identified, already = raw.lookup(
+        brand_id, list(set(by_id.values())),
+        {t: list(values) for t, values in per_type.items()}, idempotency,
+    )  # fmt: skip
     live = {int(r[0]): int(r[1] or r[0]) for r in rows}
     for key, cid in by_id.items():
         if cid in live:
@@ -320,7 +337,7 @@ def _resolve(
             why[key] = f"no customer has {id_type}:{value}"
         else:
             found[key] = int(cid)
-    return found, why
+    return found, why, already
 
 
 def _outside(conn: Connection, principal: Principal, ids: set[int]) -> set[int]:
@@ -347,12 +364,14 @@ PG_INSERT = (
 )
 
 
-def _insert(raw: _Raw, brand_id: int, rows: list[tuple[Valid, int | None]], now: datetime
-            ) -> set[str]:  # fmt: skip
+def _insert(raw: _Raw, brand_id: int, rows: list[tuple[Valid, int | None]], now: datetime,
+            stored: list[str] | None) -> set[str]:  # fmt: skip
     """Insert the (event, customer id) rows, skipping idempotency keys already stored (or twice
     in `rows`); the keys inserted. PostgreSQL: one statement over the rows as one JSON
-    document (each payload embedded as the JSON text validated, not encoded again). SQLite:
-    multi-row VALUES (its JSON functions would parse every row's object once per column)."""
+    document (each payload embedded as the JSON text validated, not encoded again), RETURNING
+    the keys. SQLite: multi-row VALUES (its JSON functions would parse every row's object once
+    per column), returning only a count — RETURNING would step once per row — so the keys
+    created are those not `stored` already, as read under the same write lock (`_unit`)."""
     if not rows:
         return set()
     if raw.pg:
@@ -362,20 +381,12 @@ def _insert(raw: _Raw, brand_id: int, rows: list[tuple[Valid, int | None]], now:
         ).decode()
         raw.cur.execute(PG_INSERT, [brand_id, now, doc])
         return {k for (k,) in raw.cur.fetchall()}
-    # SQLite: the keys already stored are read first (one row: _Raw.rows), and the insert
-    # returns nothing — RETURNING would step once per row. Both run under the write lock the
-    # group's transaction took first (`_unit`): the keys read are the keys the insert skips.
-    keys = {v[0] for v, _ in rows}
-    stored = raw.rows(
-        "SELECT json_group_array(e.idempotency_key) FROM json_each(%s) x CROSS JOIN event e "
-        "WHERE e.brand_id = %s AND e.idempotency_key = x.value",
-        [list(keys), brand_id],
-    )
-    new = keys.difference(stored)
+    assert stored is not None
+    new = {v[0] for v, _ in rows}.difference(stored)
     recorded = _utc_text(now)
     values = [(brand_id, v[1], v[0], c, v[3], recorded, v[4]) for v, c in rows]
     inserted = sqlite_insert_count(raw.cur.connection, TABLE, COLUMNS, values)
-    if inserted != len(new):  # cannot happen inside one SQLite transaction; never answer wrong
+    if inserted != len(new):  # cannot happen under the write lock; never answer wrong
         raise RuntimeError(f"{inserted} events inserted where {len(new)} keys were new")
     return new
 
@@ -408,11 +419,12 @@ def record_many(engine: Engine, brand_id: int, batches: list[tuple[Principal, Ch
     scope, becomes a Rejected in its batch. Each batch's answer is then `answer`'s — built
     by the caller, so that a writer thread does only the writing."""
     now = datetime.now(UTC)
-    keys = {v[2] for _, checked in batches for v in checked
-            if type(v) is tuple and v[2] is not None}  # fmt: skip
+    valid = [v for _, checked in batches for v in checked if type(v) is tuple]
+    keys = {v[2] for v in valid if v[2] is not None}
     with _unit(engine) as conn:
         raw = _Raw(conn)
-        found, why = _resolve(raw, pii.keyring(conn), brand_id, keys)
+        found, why, stored = _resolve(raw, pii.keyring(conn), brand_id, keys,
+                                      list({v[0] for v in valid}))  # fmt: skip
         rows: list[tuple[Valid, int | None]] = []
         for who, checked in batches:
             hidden: set[int] = set()  # customers outside the caller's scope
@@ -430,7 +442,7 @@ def record_many(engine: Engine, brand_id: int, batches: list[tuple[Principal, Ch
                         checked[n] = Rejected("customer", why.get(v[2]) or f"no customer {v[2]}")
                         continue
                 rows.append((v, cid))
-        return _insert(raw, brand_id, rows, now)
+        return _insert(raw, brand_id, rows, now, stored)
 
 
 def answer(checked: Checked, created: set[str]) -> dict[str, Any]:
