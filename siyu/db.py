@@ -120,7 +120,8 @@ def _make_engine(settings: Settings) -> Engine:
             cur.execute("PRAGMA cache_size=-200000")
             # A checkpoint every 4,000 pages (16 MB of WAL) instead of SQLite's 1,000: the hot
             # tables' index pages are rewritten many times between checkpoints and copied once
-            # per checkpoint — a third less commit time for 300,000 ingested events (bench/ingest.py).
+            # per checkpoint — a third less commit time over 300,000 ingested events
+            # (bench/RESULTS.md, "Event ingest: the writer thread…").
             cur.execute("PRAGMA wal_autocheckpoint=4000")
             cur.close()
 
