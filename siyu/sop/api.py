@@ -16,7 +16,6 @@ from siyu.api_errors import ApiError
 from siyu.apikit import Paging, paging
 from siyu.app import AppContext, context, needs
 from siyu.auth.principal import Principal
-from siyu.customers import service as customers
 from siyu.sop import report as sop_report
 from siyu.sop import service
 from siyu.sop.definition import Definition, dump
@@ -50,11 +49,6 @@ def _as_json(
     }  # fmt: skip
 
 
-def _within(conn: Connection, who: Principal) -> set[int] | None:
-    ids = customers.readable_ids(conn, who)
-    return None if ids is None else set(ids)
-
-
 @router.get("/sops", summary="SOPs: trigger, steps, status, delivery and conversion")
 async def list_sops(
     page: Paging = Depends(paging),
@@ -66,7 +60,7 @@ async def list_sops(
     def work() -> dict[str, Any]:
         with ctx.engine.connect() as conn:
             sops = service.list_all(conn, brand_id=ctx.brand_id)
-            within = _within(conn, who)
+            within = sop_report.readable_within(conn, who)
             items = [
                 _as_json(
                     conn, ctx.brand_id, s, service.definition_of(conn, s.id, s.version), within
@@ -88,7 +82,9 @@ async def get_sop(
                 cur = service.get(conn, brand_id=ctx.brand_id, key=key)
             except service.SopError as e:
                 raise ApiError(404, "not_found", str(e), "key") from None
-            found = _as_json(conn, ctx.brand_id, cur.sop, cur.definition, _within(conn, who))
+            found = _as_json(
+                conn, ctx.brand_id, cur.sop, cur.definition, sop_report.readable_within(conn, who)
+            )
         return {**found, "definition": dump(cur.definition)}
 
     return await run_in_threadpool(work)

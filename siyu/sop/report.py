@@ -10,8 +10,10 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from siyu.auth.principal import Principal
 from siyu.bulk import temp_table
 from siyu.config import Settings
+from siyu.customers import service as customers
 from siyu.sop import guards, lookup, send, service
 from siyu.sop.engine import Runtime, _everyone, choose_variants
 from siyu.sop.models import SopEnrollment
@@ -126,6 +128,13 @@ class Report:
         d = p1 - p0
         se = math.sqrt(p1 * (1 - p1) / self.treated + p0 * (1 - p0) / self.holdout)
         return d, d - Z95 * se, d + Z95 * se
+
+
+def readable_within(conn: Connection, who: Principal) -> set[int] | None:
+    """The customers whose journeys `who`'s figures cover: `report`'s `within` (None: the
+    whole brand)."""
+    ids = customers.readable_ids(conn, who)
+    return None if ids is None else set(ids)
 
 
 def report(conn: Connection, *, brand_id: int, key: str, within: set[int] | None = None) -> Report:

@@ -653,8 +653,7 @@ def sop_list(request: Request, me: Principal = Depends(current)) -> HTMLResponse
     ctx = context(request)
     rows = []
     with ctx.engine.connect() as conn:
-        ids = customers.readable_ids(conn, me)
-        within = None if ids is None else set(ids)
+        within = sop_report.readable_within(conn, me)
         for sop in sop_service.list_all(conn, brand_id=ctx.brand_id):
             defn = sop_service.definition_of(conn, sop.id, sop.version)
             rows.append({"sop": sop, "trigger": sop_service.trigger_label(defn), "steps": len(defn.steps),
