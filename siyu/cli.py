@@ -554,7 +554,9 @@ def serve(
     # what requests left (~120 ms each under batched ingest before, ~5 ms after). And a young
     # collection waits for 50,000 new objects instead of 700: a 1,000-event request holds some
     # 5,000 while it is served, which every 700 allocations were walked again and promoted, to
-    # be freed by their reference counts anyway once answered.
+    # be freed by their reference counts anyway once answered. (Garbage is collected first:
+    # frozen, it would never be; `siyu demo` comes here after building a brand.)
+    gc.collect()
     gc.freeze()
     gc.set_threshold(50_000)
     uvicorn.run(app_, host=host, port=port, log_level="info", access_log=False)
