@@ -424,8 +424,9 @@ def record_many(engine: Engine, brand_id: int, batches: list[tuple[Principal, Ch
     keys = {v[2] for v in valid if v[2] is not None}
     with _unit(engine) as conn:
         raw = _Raw(conn)
-        found, why, stored = _resolve(raw, pii.keyring(conn), brand_id, keys,
-                                      list({v[0] for v in valid}))  # fmt: skip
+        # SQLite reads which idempotency keys are stored with the customers (`_insert`)
+        idempotency = [] if raw.pg else list({v[0] for v in valid})
+        found, why, stored = _resolve(raw, pii.keyring(conn), brand_id, keys, idempotency)
         rows: list[tuple[Valid, int | None]] = []
         for who, checked in batches:
             hidden: set[int] = set()  # customers outside the caller's scope

@@ -192,11 +192,14 @@ def _pass(
     split_new = sum(1 for _, n in splits if n < 0)
     splits = [(o, int(new_ids[-n - 1]) if n < 0 else n) for o, n in splits]
     new_cust = cust_of_comp[comp]
-    sole = _sole_records(new_cust, g.rec_id) if full else None
-    born = np.zeros(0, dtype=bool) if sole is None else np.isin(sole[0], new_ids)
-    # New customers with one record are created with its profile; the others get theirs below.
-    _create_customers(conn, brand_id, new_ids, now,
-                      None if sole is None else (sole[0][born], sole[1][born]))  # fmt: skip
+    # A first pass: customers with one record, split into the new ones (created with its
+    # profile) and those that existed (which get theirs below).
+    born = sole = None
+    if full:
+        customer, record = _sole_records(new_cust, g.rec_id)
+        new = np.isin(customer, new_ids)
+        born, sole = (customer[new], record[new]), (customer[~new], record[~new])
+    _create_customers(conn, brand_id, new_ids, now, born)
 
     _write_records(conn, g.rec_id, g.rec_cust, g.rec_first, new_cust)
     _write_customers(conn, brand_id, merges, revived, splits, new_cust, now)
@@ -210,9 +213,8 @@ def _pass(
     # records changed its name or gender since the last pass (a WeCom edit, a re-import).
     edited = _edited_customers(conn, brand_id, None if last is None else last[0] - overlap)
     touched = np.unique(np.concatenate([new_cust[new_cust != g.rec_cust], edited]))
-    if sole is not None:
-        touched = touched[~np.isin(touched, sole[0][born])]
-        sole = (sole[0][~born], sole[1][~born])
+    if born is not None:
+        touched = touched[~np.isin(touched, born[0])]
     _merge_profiles(conn, brand_id, touched, sole=sole)
     _save_pass(conn, brand_id, now, k_guard)
     return ResolutionResult(

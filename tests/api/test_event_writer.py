@@ -207,7 +207,7 @@ def test_on_sqlite_a_group_holds_the_write_lock_from_its_first_read(
     seen: list[str] = []
 
     def insert_after_a_rival(*args: Any) -> int:
-        rival = sqlite3.connect(settings.data_dir / "siyu.db", timeout=0)
+        rival = sqlite3.connect(str(engine.url.database), timeout=0)
         try:
             rival.execute("INSERT INTO event (brand_id, type, idempotency_key, occurred_at, "
                           "recorded_at, payload) VALUES (?, 'x.y', 'a', '2025-01-01 00:00:00', "
