@@ -152,7 +152,7 @@ def not_found(ctx: AppContext, who: Principal, target: str, message: str, field:
 def create_app(settings: Settings) -> FastAPI:
     from siyu.channels.api import router as channels_router
     from siyu.customers.api import router as customers_router
-    from siyu.events.api import GroupCommit, fast_handler
+    from siyu.events.api import event_writer, fast_handler
     from siyu.events.api import router as events_router
     from siyu.imports.api import router as ingest_router
     from siyu.metrics.api import router as metrics_router
@@ -170,7 +170,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Customers, metrics and operations of one brand's private domain.",
     )
     app.state.siyu = AppContext(settings, engine, brand_id)
-    app.state.event_writer = GroupCommit()
+    app.state.event_writer = event_writer(engine)
     api_errors.install(app)
     # With one dependency (its scope) rather than the others' three; siyu.fastpath serves it.
     app.include_router(events_router, prefix="/api/v1")

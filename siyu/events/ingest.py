@@ -365,6 +365,10 @@ PG_INSERT = (
 )
 
 
+def _key(row: tuple[Valid, int | None]) -> str:
+    return row[0][0]
+
+
 def _insert(raw: _Raw, brand_id: int, rows: list[tuple[Valid, int | None]], now: datetime,
             stored: list[str] | None) -> set[str]:  # fmt: skip
     """Insert the (event, customer id) rows, skipping idempotency keys already stored (or twice
@@ -377,9 +381,13 @@ def _insert(raw: _Raw, brand_id: int, rows: list[tuple[Valid, int | None]], now:
         return set()
     if raw.pg:
         fragment = orjson.Fragment
+        # in key order: two writers (siyu.events.api.GroupCommit) inserting the same keys in
+        # different orders could each wait for the other's. The sort is stable: of a key sent
+        # twice, the first is still the one stored, as `answer` says.
         doc = orjson.dumps(
-            [{"t": v[1], "k": v[0], "c": c, "a": v[3], "p": fragment(v[4])} for v, c in rows]
-        ).decode()
+            [{"t": v[1], "k": v[0], "c": c, "a": v[3], "p": fragment(v[4])}
+             for v, c in sorted(rows, key=_key)]
+        ).decode()  # fmt: skip
         raw.cur.execute(PG_INSERT, [brand_id, now, doc])
         return {k for (k,) in raw.cur.fetchall()}
     assert stored is not None

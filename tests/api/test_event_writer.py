@@ -97,7 +97,56 @@ def test_an_integration_error_reaches_every_request_of_the_group(
 
     got = asyncio.run(two())
     assert [type(g).__name__ for g in got] == ["RuntimeError", "RuntimeError"]
-    assert writer.pending == [] and not writer.busy  # the next request starts afresh
+    assert writer.pending == [] and writer.active == 0  # the next request starts afresh
+
+
+def test_writers_running_at_once_store_each_key_once_in_any_order(
+    settings: Settings, monkeypatch: Any
+) -> None:
+    """The app's writer (several at once on PostgreSQL): groups written at the same time that share
+    idempotency keys, each sending them in its own order, neither fail nor wait on each other
+    for ever, and every key is created exactly once — in the answers and in the table."""
+    import random
+
+    from siyu.events import api
+
+    engine, brand_id = open_brand(settings)
+    ctx = type("Ctx", (), {"settings": settings, "engine": engine, "brand_id": brand_id})()
+    who = Principal(0, brand_id, "crm", "crm", "hq_operator", "HQ", None, kind="token",
+                    scopes=frozenset({"ingest"}))  # fmt: skip
+    running = [0, 0]  # now, most at once
+    real = api.record_many
+
+    def counted(*args: Any) -> set[str]:
+        running[0] += 1
+        running[1] = max(running)
+        try:
+            return real(*args)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(api, "record_many", counted)
+    rnd = random.Random(11)
+    keys = [f"k{i}" for i in range(3_000)]
+    requests = [rnd.sample(keys, 1_000) for _ in range(20)]  # 5 a group: GROUP_EVENTS
+    writer = api.event_writer(engine)
+
+    async def all_at_once() -> list[dict[str, Any]]:
+        async def one(n: int, sample: list[str]) -> dict[str, Any]:
+            await asyncio.sleep(n * 0.01)  # arriving while earlier groups are written
+            return await writer.submit(ctx, who, [ev(k, None) for k in sample])
+
+        return list(await asyncio.gather(*(one(n, r) for n, r in enumerate(requests))))
+
+    results = asyncio.run(all_at_once())
+    created = [x["idempotency_key"] for r in results for x in r["results"]
+               if x["status"] == "created"]  # fmt: skip
+    assert sorted(created) == sorted(set().union(*requests))  # each once
+    with engine.connect() as conn:
+        stored = conn.execute(select(Event.idempotency_key)).scalars().all()
+    engine.dispose()
+    assert sorted(stored) == sorted(created)
+    assert running[1] >= 2 if engine.dialect.name == "postgresql" else running[1] == 1
 
 
 class _Broken:
