@@ -19,7 +19,8 @@ server answered `created` (every answer is checked; anything else fails the run)
 - single: `--single` events, one per request, over `--connections` concurrent connections;
 - batched: `--batches` requests of `--batch` events each, over 4 connections.
 Prints events/s for each, the server's CPU seconds per 1,000 events (a figure that depends
-less on what else the machine runs), and checks the events table holds every event once.
+less on what else the machine runs) — and on PostgreSQL the database's (every `postgres`
+process on this machine) — and checks the events table holds every event once.
 Last, the ceiling: the same client against an endpoint that does nothing under the same
 uvicorn — what one FastAPI process answers at most on this machine at that moment.
 """
@@ -174,6 +175,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """User + system CPU time so far of every PostgreSQL server process on this machine (its
+    backends, WAL writer, checkpointer…): the database's share of a run on PostgreSQL."""
+    total = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "postgres":
+                total += cpu_seconds(int(pid))
+    return total
+
+
+def database_cpu(pg: bool, seconds: float, events: int) -> str:
+    return f", PostgreSQL CPU {seconds / events * 1000:.3f} s" if pg else ""
+
+
 @contextlib.contextmanager
 def profiled(into: Path | None, pid: int, name: str) -> Iterator[None]:
     """Sample the server with py-spy (if asked) while the block runs."""
@@ -240,10 +256,11 @@ def main() -> None:
 
         singles = [request(port, token, orjson.dumps(event(f"s{run}", i, args.customers)))
                    for i in range(args.single)]  # fmt: skip
-        cpu0 = cpu_seconds(server.pid)
+        cpu0, pg0 = cpu_seconds(server.pid), postgres_cpu_seconds()
         with profiled(args.profile, server.pid, "single"):
             t_single = asyncio.run(phase(port, singles, 1, args.connections))
         cpu_single = cpu_seconds(server.pid) - cpu0
+        pg_single = postgres_cpu_seconds() - pg0
 
         batches = [
             request(port, token, orjson.dumps(
@@ -251,10 +268,11 @@ def main() -> None:
                             for i in range(args.batch)]}))
             for k in range(args.batches)
         ]  # fmt: skip
-        cpu0 = cpu_seconds(server.pid)
+        cpu0, pg0 = cpu_seconds(server.pid), postgres_cpu_seconds()
         with profiled(args.profile, server.pid, "batched"):
             t_batch = asyncio.run(phase(port, batches, args.batch, 4))
         cpu_batch = cpu_seconds(server.pid) - cpu0
+        pg_batch = postgres_cpu_seconds() - pg0
         n_batched = args.batches * args.batch
 
         engine, _ = open_brand(settings)
@@ -269,10 +287,12 @@ def main() -> None:
               f"(pid {server.pid}), one process")  # fmt: skip
         print(f"single  : {args.single:,} events, 1 per request, {args.connections} connections: "
               f"{t_single:.2f} s = {args.single / t_single:,.0f} events/s; server CPU "
-              f"{cpu_single / args.single * 1000:.3f} s per 1,000 events")  # fmt: skip
+              f"{cpu_single / args.single * 1000:.3f} s per 1,000 events"
+              f"{database_cpu(args.pg, pg_single, args.single)}")  # fmt: skip
         print(f"batched : {n_batched:,} events, {args.batch:,} per request, 4 connections: "
               f"{t_batch:.2f} s = {n_batched / t_batch:,.0f} events/s; server CPU "
-              f"{cpu_batch / n_batched * 1000:.3f} s per 1,000 events")  # fmt: skip
+              f"{cpu_batch / n_batched * 1000:.3f} s per 1,000 events"
+              f"{database_cpu(args.pg, pg_batch, n_batched)}")  # fmt: skip
         print(f"stored  : {stored:,} events, each once")
         top = ceiling(work, singles[: min(len(singles), 20_000)], args.connections,
                       not args.no_access_log)  # fmt: skip
