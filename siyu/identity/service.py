@@ -749,7 +749,8 @@ def _merge_profiles(
         # source_record.customer_id, and after a big pass's UPDATE of that column siyu.bulk has
         # rebuilt it in this transaction: PostgreSQL may not use an index built over
         # HOT-updated rows by the transaction that built it (pg_index.indcheckxmin), so each
-        # seek became a scan of every record — 250k persons' first import ran for hours.
+        # seek became a scan of every record: 250k persons' first import had not finished
+        # this statement after 13 minutes (bench/RESULTS.md).
         firsts = ", ".join(
             f"(array_agg(r.{f} ORDER BY {order}) FILTER (WHERE r.{f} IS NOT NULL))[1] AS {f}"
             for f in PROFILE_FIELDS
