@@ -548,7 +548,8 @@ def serve(
     if access_log:  # Siyu's own: uvicorn's costs a third of a one-event request (siyu.accesslog)
         app_ = AccessLog(app_)
     console.print(f"Siyu API on http://{host}:{port}/api/v1 — OpenAPI at http://{host}:{port}/docs")
-    # The cycle collector, tuned for a server (bench/RESULTS.md, "Event ingest: the writer thread, the collector…").
+    # The cycle collector, tuned for a server (bench/RESULTS.md, "Event ingest: the writer
+    # thread, the collector…").
     # What exists now (the app, SQLAlchemy's and Pydantic's machinery: ~200,000 objects) lives
     # as long as the server: frozen out of the collector's sight, a full collection walks only
     # what requests left (~120 ms each under batched ingest before, ~5 ms after). And a young

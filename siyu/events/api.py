@@ -101,18 +101,19 @@ class GroupCommit:
     def __init__(self, writers: int = 1) -> None:
         self.pending: list[tuple[Principal, Checked, asyncio.Future[dict[str, Any]]]] = []
         self.writers = writers
-        self.active = 0  # writers draining now
-        self.waiting = 0  # events in `pending`
+        # writers draining now; apart from `tasks`, which a task leaves only a loop turn after
+        # it finished — too late for a request queued meanwhile, which would wait for nobody
+        self.active = 0
         self.tasks: set[asyncio.Task[None]] = set()  # held: a running task must be referenced
 
     async def submit(self, ctx: AppContext, who: Principal, items: list[Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[dict[str, Any]] = loop.create_future()
         # validated here, on the event loop, while the writer's transaction runs in its thread
-        checked = check(items, ctx.settings.timezone)
-        self.pending.append((who, checked, done))
-        self.waiting += len(checked)
-        if self.active == 0 or (self.active < self.writers and self.waiting >= SPARE_WRITER):
+        self.pending.append((who, check(items, ctx.settings.timezone), done))
+        if self.active < self.writers and (
+            self.active == 0 or sum(len(c) for _, c, _ in self.pending) >= SPARE_WRITER
+        ):
             self.active += 1
             task = loop.create_task(self._drain(ctx))
             self.tasks.add(task)
@@ -127,7 +128,6 @@ class GroupCommit:
                     n += len(self.pending[take][1])
                     take += 1
                 group, self.pending = self.pending[:take], self.pending[take:]
-                self.waiting -= n
                 batches = [(who, items) for who, items, _ in group]
                 try:
                     created = await run_in_threadpool(

@@ -365,10 +365,6 @@ PG_INSERT = (
 )
 
 
-def _key(row: tuple[Valid, int | None]) -> str:
-    return row[0][0]
-
-
 def _insert(raw: _Raw, brand_id: int, rows: list[tuple[Valid, int | None]], now: datetime,
             stored: list[str] | None) -> set[str]:  # fmt: skip
     """Insert the (event, customer id) rows, skipping idempotency keys already stored (or twice
@@ -386,7 +382,7 @@ def _insert(raw: _Raw, brand_id: int, rows: list[tuple[Valid, int | None]], now:
         # twice, the first is still the one stored, as `answer` says.
         doc = orjson.dumps(
             [{"t": v[1], "k": v[0], "c": c, "a": v[3], "p": fragment(v[4])}
-             for v, c in sorted(rows, key=_key)]
+             for v, c in sorted(rows, key=lambda row: row[0][0])]
         ).decode()  # fmt: skip
         raw.cur.execute(PG_INSERT, [brand_id, now, doc])
         return {k for (k,) in raw.cur.fetchall()}

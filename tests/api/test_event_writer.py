@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from siyu.app import create_app
+from siyu.app import AppContext, create_app
 from siyu.auth import users
 from siyu.auth.principal import Principal
 from siyu.config import Settings
@@ -111,7 +111,7 @@ def test_writers_running_at_once_store_each_key_once_in_any_order(
     from siyu.events import api
 
     engine, brand_id = open_brand(settings)
-    ctx = type("Ctx", (), {"settings": settings, "engine": engine, "brand_id": brand_id})()
+    ctx = AppContext(settings, engine, brand_id)
     who = Principal(0, brand_id, "crm", "crm", "hq_operator", "HQ", None, kind="token",
                     scopes=frozenset({"ingest"}))  # fmt: skip
     running = [0, 0]  # now, most at once
